@@ -1,0 +1,1 @@
+"""vla.envs: MuJoCo simulation suites (see issue: simulation suites)."""

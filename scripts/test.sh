@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The README's test command: install (cached), lint, then the whole test suite (CPU, offline).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+eval "$(bash scripts/install.sh)"
+export MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+"$(dirname "$VLA_PY")/ruff" check .
+exec "$VLA_PY" -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,70 @@
+"""Localized Special-token Classification (LSC): the action head and the training losses.
+
+LLaDA-VLA (arXiv 2509.06932, section 3.2): at action slots the model classifies only
+among the K action special tokens. Logits are `hidden @ W[offset:offset+K].T`, a slice of
+the output embedding `ff_out`, never the full vocabulary; labels outside the action-token
+set do not exist in this formulation (prefix positions are never scored).
+
+Losses:
+- `masked_diffusion_loss`: LLaDA's objective restricted to the action block. Per sample
+  t ~ U(eps, 1); each action slot is masked with probability t; cross-entropy over K
+  classes at the masked slots. Two weightings (the paper's exact choice is unknown):
+  `"mean"` (default): mean CE over all masked slots of the batch (the paper notes' 1/|M|);
+  `"inv_t"`: LLaDA's ELBO weighting, sum_masked CE / t / L per sample, mean over batch.
+- `causal_action_loss`: next-action-token cross-entropy (OpenVLA's objective) for the
+  `causal` attention mode, through the same K-way head.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+LOSS_WEIGHTINGS = ("mean", "inv_t")
+
+
+def lsc_logits(hidden: torch.Tensor, head_weight: torch.Tensor, offset: int, num_bins: int) -> torch.Tensor:
+    """hidden (B, L, d) at action slots -> logits (B, L, K) over the K action tokens, fp32."""
+    w = head_weight[offset : offset + num_bins]  # (K, d): the action rows of ff_out
+    if w.shape[0] != num_bins:
+        raise ValueError(f"head has {head_weight.shape[0]} rows; action tokens [{offset}, {offset + num_bins}) do not fit")
+    return F.linear(hidden, w.to(hidden.dtype)).float()
+
+
+def sample_mask(
+    batch: int, length: int, eps: float = 1e-3, generator: torch.Generator | None = None, device=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward process: p_mask = (1 - eps) u + eps, u ~ U(0, 1) per sample (LLaDA eq. 3).
+
+    Returns p_mask (B,) and the mask (B, L) bool (True = slot replaced by [MASK]).
+    """
+    u = torch.rand(batch, generator=generator, device=device)
+    p_mask = (1.0 - eps) * u + eps
+    mask = torch.rand(batch, length, generator=generator, device=device) < p_mask[:, None]
+    return p_mask, mask
+
+
+def masked_diffusion_loss(
+    logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, p_mask: torch.Tensor, weighting: str = "mean"
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """CE over K classes at masked slots. logits (B, L, K); targets (B, L) bins; mask (B, L)."""
+    if weighting not in LOSS_WEIGHTINGS:
+        raise ValueError(f"unknown loss weighting '{weighting}'; choose from {LOSS_WEIGHTINGS}")
+    ce = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, L)
+    m = mask.float()
+    n_masked = m.sum().clamp_min(1.0)
+    if weighting == "mean":
+        loss = (ce * m).sum() / n_masked
+    else:
+        loss = ((ce * m).sum(1) / p_mask / targets.shape[1]).mean()
+    with torch.no_grad():
+        acc = ((logits.argmax(-1) == targets).float() * m).sum() / n_masked
+    return loss, {"masked_acc": acc, "masked_frac": m.mean(), "ce": (ce * m).sum() / n_masked}
+
+
+def causal_action_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Next-token CE: logits (B, L, K) already aligned so slot j is predicted from slot j-1."""
+    ce = F.cross_entropy(logits.transpose(1, 2), targets)
+    with torch.no_grad():
+        acc = (logits.argmax(-1) == targets).float().mean()
+    return ce, {"masked_acc": acc, "masked_frac": torch.ones(()), "ce": ce.detach()}

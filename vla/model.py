@@ -1,0 +1,211 @@
+r"""LLaDAVLA: vision encoder + projector + LLaDA backbone + LSC head + decoders.
+
+The model contract is two methods (as openpi's):
+- `compute_loss(obs, actions)` -> (loss, metrics): masked-diffusion loss on the action
+  block (or next-token loss in `causal` mode);
+- `sample_actions(obs)` -> (actions (B, H, D) in raw units, DecodeResult).
+
+Token sequence (DESIGN.md section 2):
+
+    [image tokens][state token?][instruction tokens + pads][SEP][H*D action slots]
+    \---------------------------- prefix (P) ---------------------/\--- block (L) ---/
+
+Pads sit inside the prefix and are masked out of attention; RoPE positions skip them,
+so the result does not depend on how much padding a batch carries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from torch import nn
+
+from vla.action_tokenizer import ActionTokenizer
+from vla.backbone import ATTENTION_MODES, BackboneConfig, KVCache, LLaDABackbone, make_attn_mask, positions_from_valid
+from vla.decoders import MASK, DecodeConfig, DecodeResult, decode
+from vla.loading import load_llada_backbone
+from vla.lsc import LOSS_WEIGHTINGS, causal_action_loss, lsc_logits, masked_diffusion_loss, sample_mask
+from vla.vision import VisionConfig, VisionTower
+
+
+@dataclass
+class VLAConfig:
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)  # vocab_size excludes the K action rows
+    decoder: DecodeConfig = field(default_factory=DecodeConfig)
+    chunk_size: int = 5  # H: future actions per chunk (paper: 5)
+    action_dim: int = 7  # D: action dimensions (paper: 7)
+    num_bins: int = 32  # K: action tokens shared by all dims (paper: 32; OpenVLA: 256)
+    state_dim: int = 0  # proprioceptive state size; 0 = no state token (the paper uses none)
+    attention: str = "prefix"  # prefix | full | causal (see vla.backbone.make_attn_mask)
+    loss_weighting: str = "mean"  # mean (paper notes: 1/|M|) | inv_t (LLaDA's 1/t ELBO weight)
+    mask_eps: float = 1e-3  # lower bound of the masking ratio t
+    max_text_len: int = 32  # instruction tokens kept (longer ones are truncated)
+    backbone_path: str | None = None  # local LLaDA / LLaDA-V checkpoint dir; overrides `backbone`
+    pad_token_id: int = 0  # special ids: set from the text tokenizer, never by hand
+    sep_token_id: int = 2
+    mask_token_id: int = 3
+
+    def __post_init__(self):
+        for name, cls in (("vision", VisionConfig), ("backbone", BackboneConfig), ("decoder", DecodeConfig)):
+            if isinstance(getattr(self, name), dict):
+                setattr(self, name, cls(**getattr(self, name)))
+        if self.attention not in ATTENTION_MODES:
+            raise ValueError(f"attention='{self.attention}'; choose from {ATTENTION_MODES}")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"loss_weighting='{self.loss_weighting}'; choose from {LOSS_WEIGHTINGS}")
+        if self.attention == "causal" and (self.decoder.name != "ar" or self.decoder.steps not in (None, self.action_len)):
+            raise ValueError(
+                "attention='causal' predicts each slot from the one before it, so it needs "
+                "decoder name='ar' with steps=None (one slot per forward)"
+            )
+        for name in ("chunk_size", "action_dim", "num_bins"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        ids = (self.pad_token_id, self.sep_token_id, self.mask_token_id)
+        if max(ids) >= self.backbone.vocab_size:
+            raise ValueError(f"special token ids {ids} do not fit the text vocab of {self.backbone.vocab_size}")
+
+    @property
+    def action_len(self) -> int:
+        return self.chunk_size * self.action_dim
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VLAConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown VLAConfig fields {unknown}; valid: {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass
+class Observation:
+    images: dict[str, torch.Tensor]  # {camera: (B, 3, H, W) float in [0, 1]}
+    text_ids: torch.Tensor  # (B, T) long instruction tokens, right-padded
+    text_mask: torch.Tensor  # (B, T) bool, True for real tokens
+    state: torch.Tensor | None = None  # (B, S) normalized proprioceptive state
+
+    @property
+    def batch_size(self) -> int:
+        return self.text_ids.shape[0]
+
+
+class LLaDAVLA(nn.Module):
+    def __init__(self, cfg: VLAConfig, action_low: torch.Tensor | None = None, action_high: torch.Tensor | None = None):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.backbone.d_model
+        text_vocab = cfg.backbone.vocab_size
+        bb_cfg = BackboneConfig(**{**asdict(cfg.backbone), "vocab_size": text_vocab + cfg.num_bins})
+        if cfg.backbone_path is not None:
+            self.backbone = load_llada_backbone(cfg.backbone_path, extra_vocab=cfg.num_bins)
+            text_vocab = self.backbone.cfg.vocab_size - cfg.num_bins
+            cfg.backbone = BackboneConfig(**{**asdict(self.backbone.cfg), "vocab_size": text_vocab})
+            d = cfg.backbone.d_model
+        else:
+            self.backbone = LLaDABackbone(bb_cfg)
+        self.vision = VisionTower(cfg.vision, d)
+        self.state_proj = nn.Linear(cfg.state_dim, d) if cfg.state_dim > 0 else None
+        low = action_low if action_low is not None else -torch.ones(cfg.action_dim)
+        high = action_high if action_high is not None else torch.ones(cfg.action_dim)
+        self.action_tokenizer = ActionTokenizer(low, high, cfg.num_bins, offset=text_vocab)
+        if self.action_tokenizer.action_dim != cfg.action_dim:
+            raise ValueError(f"action stats have {self.action_tokenizer.action_dim} dims; config says action_dim={cfg.action_dim}")
+
+    # -- sequence construction -------------------------------------------------------------
+    def embed_prefix(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> prefix embeddings (B, P, d) and validity (B, P) bool; the SEP is the last token."""
+        bsz, cfg = obs.batch_size, self.cfg
+        if obs.text_ids.shape != obs.text_mask.shape:
+            raise ValueError(f"text_ids {tuple(obs.text_ids.shape)} and text_mask {tuple(obs.text_mask.shape)} differ")
+        text_ids, text_mask = obs.text_ids[:, : cfg.max_text_len], obs.text_mask[:, : cfg.max_text_len].bool()
+        wte = self.backbone.wte
+        img = self.vision(obs.images)  # (B, N_img, d)
+        parts, valid = [img.to(wte.weight.dtype)], [torch.ones(bsz, img.shape[1], dtype=torch.bool, device=img.device)]
+        if self.state_proj is not None:
+            if obs.state is None or obs.state.shape != (bsz, cfg.state_dim):
+                got = None if obs.state is None else tuple(obs.state.shape)
+                raise ValueError(f"state has shape {got}; expected ({bsz}, {cfg.state_dim})")
+            parts.append(self.state_proj(obs.state.to(wte.weight.dtype))[:, None])
+            valid.append(valid[0][:, :1])
+        sep = torch.full((bsz, 1), cfg.sep_token_id, dtype=torch.long, device=text_ids.device)
+        parts.append(wte(torch.cat([text_ids, sep], 1)))
+        valid.append(torch.cat([text_mask, torch.ones_like(sep, dtype=torch.bool)], 1))
+        return torch.cat(parts, 1), torch.cat(valid, 1)
+
+    def embed_actions(self, bins: torch.Tensor) -> torch.Tensor:
+        """(B, L) bins with MASK (-1) -> (B, L, d) embeddings of action / [MASK] tokens."""
+        ids = torch.where(bins == MASK, self.cfg.mask_token_id, bins + self.action_tokenizer.offset)
+        return self.backbone.wte(ids)
+
+    def _logits(self, h_actions: torch.Tensor, h_sep: torch.Tensor) -> torch.Tensor:
+        """LSC logits (B, L, K). Causal mode: slot j is read from the position before it."""
+        if self.cfg.attention == "causal":
+            h_actions = torch.cat([h_sep[:, None], h_actions[:, :-1]], 1)
+        return lsc_logits(h_actions, self.backbone.ff_out.weight, self.action_tokenizer.offset, self.cfg.num_bins)
+
+    def forward_full(self, prefix: torch.Tensor, valid: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        """One pass over [prefix][action block] -> LSC logits (B, L, K)."""
+        plen, alen = prefix.shape[1], bins.shape[1]
+        x = torch.cat([prefix, self.embed_actions(bins)], 1)
+        full_valid = torch.cat([valid, torch.ones_like(bins, dtype=torch.bool)], 1)
+        mask = make_attn_mask(valid, alen, self.cfg.attention)
+        hidden, _ = self.backbone(x, positions_from_valid(full_valid), mask)
+        return self._logits(hidden[:, plen:], hidden[:, plen - 1])
+
+    # -- contract ------------------------------------------------------------------------
+    def compute_loss(self, obs: Observation, actions: torch.Tensor, generator: torch.Generator | None = None):
+        """actions (B, H, D) raw -> (loss, metrics). Only action slots are masked or scored."""
+        cfg = self.cfg
+        if actions.shape[1:] != (cfg.chunk_size, cfg.action_dim):
+            raise ValueError(f"actions have shape {tuple(actions.shape)}; expected (B, {cfg.chunk_size}, {cfg.action_dim})")
+        targets = self.action_tokenizer.to_bins(actions).flatten(1)  # (B, L)
+        prefix, valid = self.embed_prefix(obs)
+        if cfg.attention == "causal":
+            return causal_action_loss(self.forward_full(prefix, valid, targets), targets)
+        p_mask, mask = sample_mask(targets.shape[0], targets.shape[1], cfg.mask_eps, generator, targets.device)
+        noised = torch.where(mask, MASK, targets)
+        logits = self.forward_full(prefix, valid, noised)
+        return masked_diffusion_loss(logits, targets, mask, p_mask, cfg.loss_weighting)
+
+    def encode_prefix(self, prefix: torch.Tensor, valid: torch.Tensor) -> tuple[KVCache, torch.Tensor]:
+        """Run the prefix once -> (its keys/values, hidden of SEP (B, d)). Exact in prefix/causal mode."""
+        mask = make_attn_mask(valid, 0, self.cfg.attention)
+        hidden, kvs = self.backbone(prefix, positions_from_valid(valid), mask, return_kv=True)
+        cache = KVCache([k for k, _ in kvs], [v for _, v in kvs], valid, valid.long().sum(1))
+        return cache, hidden[:, -1]
+
+    def make_predictor(self, obs: Observation, use_cache: bool = True):
+        """The decoders' mask predictor for this observation: bins (B, L) -> logits (B, L, K)."""
+        prefix, valid = self.embed_prefix(obs)
+        alen = self.cfg.action_len
+        if not use_cache or self.cfg.attention == "full":  # full mode: the prefix sees the actions
+            return lambda bins: self.forward_full(prefix, valid, bins)
+        cache, h_sep = self.encode_prefix(prefix, valid)
+        plen = prefix.shape[1]
+        mask = make_attn_mask(valid, alen, self.cfg.attention)[:, :, plen:]  # (B, 1, L, P+L)
+        positions = cache.next_position[:, None] + torch.arange(alen, device=valid.device)
+
+        def predictor(bins: torch.Tensor) -> torch.Tensor:
+            hidden, _ = self.backbone(self.embed_actions(bins), positions, mask, past=cache)
+            return self._logits(hidden, h_sep)
+
+        return predictor
+
+    @torch.no_grad()
+    def sample_actions(self, obs: Observation, decoder: DecodeConfig | None = None,
+                       generator: torch.Generator | None = None, use_cache: bool = True):
+        """-> actions (B, H, D) in raw units (bin centers) and the DecodeResult (bins, NFE)."""
+        cfg = self.cfg
+        result: DecodeResult = decode(self.make_predictor(obs, use_cache), obs.batch_size, cfg.chunk_size,
+                                      cfg.action_dim, decoder or cfg.decoder, generator, obs.text_ids.device)
+        actions = self.action_tokenizer.from_bins(result.bins.view(-1, cfg.chunk_size, cfg.action_dim))
+        return actions, result
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,133 @@
+"""Vision encoder (timm) and projector (LLaVA's mlp2x_gelu).
+
+    images {cam: (B, 3, H, W) float in [0, 1]}
+      -> timm backbone, shared by all cameras            (B * n_cam, N_img, C_vis)
+      -> projector Linear-GELU-Linear                    (B * n_cam, N_img, d)
+      -> + learned per-camera embedding, concatenated    (B, n_cam * N_img, d)
+
+The encoder is any timm model by name, built with pretrained=False (nothing is fetched
+from a hub). Weights come from a local file in timm's format (a state_dict saved as
+.safetensors / .pth / .bin), loaded through timm's own `pretrained_cfg_overlay=dict(file=...)`
+path, exactly as a user with downloaded weights would. ViTs give patch tokens (prefix
+tokens such as CLS are dropped, as LLaVA does); CNNs give their final feature map
+flattened to tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class VisionConfig:
+    encoder: str = "vit_tiny_patch16_224"  # any timm model name
+    image_size: int = 96  # square input resolution fed to the encoder
+    cameras: tuple[str, ...] = ("front",)  # camera names, in token order
+    weights_path: str | None = None  # local timm-format weights file (None: random init)
+    freeze: bool = False  # freeze the encoder (projector stays trainable)
+    encoder_kwargs: dict = field(default_factory=dict)  # extra timm kwargs, e.g. {"depth": 6}
+
+    def __post_init__(self):
+        self.cameras = tuple(self.cameras)
+        if not self.cameras:
+            raise ValueError("cameras is empty; name at least one camera, e.g. ('front',)")
+        if len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"camera names must be unique; got {self.cameras}")
+        if self.image_size < 16:
+            raise ValueError(f"image_size={self.image_size} is too small; use >= 16 pixels")
+
+
+def build_timm_encoder(cfg: VisionConfig) -> nn.Module:
+    """Create the timm model (classifier head removed), loading local weights if given."""
+    import timm
+
+    if not timm.list_models(cfg.encoder):
+        close = timm.list_models(f"*{cfg.encoder.split('_')[0]}*")[:10]
+        raise ValueError(f"unknown timm encoder '{cfg.encoder}'; similar names: {close}")
+    kwargs = dict(cfg.encoder_kwargs)
+    if "vit" in cfg.encoder or "deit" in cfg.encoder or "siglip" in cfg.encoder:
+        kwargs.setdefault("img_size", cfg.image_size)
+        kwargs.setdefault("dynamic_img_size", False)
+    if cfg.weights_path is not None:
+        from pathlib import Path
+
+        if not Path(cfg.weights_path).is_file():
+            raise FileNotFoundError(f"vision weights file {cfg.weights_path} does not exist")
+        return timm.create_model(
+            cfg.encoder,
+            pretrained=True,
+            pretrained_cfg_overlay={"file": str(cfg.weights_path)},
+            num_classes=0,
+            **kwargs,
+        )
+    return timm.create_model(cfg.encoder, pretrained=False, num_classes=0, **kwargs)
+
+
+class Projector(nn.Module):
+    """LLaVA's mlp2x_gelu: Linear(C_vis, d) -> GELU -> Linear(d, d)."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.fc1 = nn.Linear(in_dim, out_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(out_dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class VisionTower(nn.Module):
+    """Shared timm encoder over all cameras + projector + per-camera embedding."""
+
+    def __init__(self, cfg: VisionConfig, d_model: int):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = build_timm_encoder(cfg)
+        data_cfg = self.encoder.pretrained_cfg
+        self.register_buffer("pixel_mean", torch.tensor(data_cfg.get("mean", (0.5,) * 3)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(data_cfg.get("std", (0.5,) * 3)).view(1, 3, 1, 1), persistent=False)
+        self.num_prefix = int(getattr(self.encoder, "num_prefix_tokens", 0))
+        with torch.no_grad():
+            probe = self._features(torch.zeros(1, 3, cfg.image_size, cfg.image_size))
+        self.tokens_per_camera, feat_dim = probe.shape[1], probe.shape[2]
+        self.projector = Projector(feat_dim, d_model)
+        self.camera_embed = nn.Parameter(torch.zeros(len(cfg.cameras), d_model))
+        if cfg.freeze:
+            self.encoder.requires_grad_(False)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.tokens_per_camera * len(self.cfg.cameras)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalized -> (B, N_img, C_vis) patch tokens."""
+        f = self.encoder.forward_features(x)
+        if f.ndim == 4:  # CNN: (B, C, h, w) -> (B, h*w, C)
+            return f.flatten(2).transpose(1, 2)
+        return f[:, self.num_prefix :]
+
+    def forward(self, images: dict[str, torch.Tensor]) -> torch.Tensor:
+        """{cam: (B, 3, H, W) float [0, 1]} -> (B, n_cam * N_img, d)."""
+        missing = [c for c in self.cfg.cameras if c not in images]
+        if missing:
+            raise KeyError(f"images lack cameras {missing}; got {sorted(images)}, expected {list(self.cfg.cameras)}")
+        size = self.cfg.image_size
+        batch = []
+        for cam in self.cfg.cameras:
+            img = images[cam]
+            if img.ndim != 4 or img.shape[1] != 3 or not img.dtype.is_floating_point:
+                raise ValueError(
+                    f"image '{cam}' has shape {tuple(img.shape)} dtype {img.dtype}; expected "
+                    "(B, 3, H, W) float in [0, 1] (the processor converts HxWx3 uint8)"
+                )
+            if img.shape[-2:] != (size, size):
+                img = nn.functional.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            batch.append(img)
+        n_cam, bsz = len(batch), batch[0].shape[0]
+        x = (torch.cat(batch, 0) - self.pixel_mean) / self.pixel_std  # (n_cam*B, 3, S, S)
+        tokens = self.projector(self._features(x))  # (n_cam*B, N_img, d)
+        tokens = tokens.view(n_cam, bsz, -1, tokens.shape[-1]) + self.camera_embed[:, None, None, :]
+        return tokens.permute(1, 0, 2, 3).reshape(bsz, -1, tokens.shape[-1])  # (B, n_cam*N_img, d)
