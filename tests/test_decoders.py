@@ -151,3 +151,14 @@ def test_config_validation_lists_choices():
         DecodeConfig("beam")
     with pytest.raises(ValueError, match="steps"):
         DecodeConfig("had", steps=0)
+
+
+def test_had_committed_score_zero_ranks_actions_by_masked_slots_only():
+    """With committed_score=0 a half-done action competes on its remaining slots alone."""
+    conf = torch.full((1, L), 0.5)
+    conf[0, 0:D] = torch.tensor([0.99, 0.99, 0.99, 0.3])  # action 0: best, with one weak slot
+    conf[0, D : 2 * D] = 0.8  # action 1: uniformly good
+    finish = decode(fixed_predictor(conf), 1, H, D, DecodeConfig("had", steps=10))
+    assert set(torch.nonzero(finish.commit_step[0] == 1).flatten().tolist()) == {2, 3}  # finish action 0
+    fresh = decode(fixed_predictor(conf), 1, H, D, DecodeConfig("had", steps=10, committed_score=0.0))
+    assert {action_of(s) for s in torch.nonzero(fresh.commit_step[0] == 1).flatten().tolist()} == {1}

@@ -17,7 +17,8 @@ ceil(masked / steps_left) (LLaDA's even split), so exactly `steps` forwards fill
 
 - `had` (LLaDA-VLA section 3.3, Hierarchical Action-Structured Decoding): action level
   first: score each of the H actions by the sum of its D slot confidences (committed
-  slots count as 1, so a started action is finished before others) and rank the actions
+  slots add `cfg.committed_score`, default 1: a started action is finished before others
+  are begun; the paper does not say) and rank the actions
   still holding masked slots; token level: commit the most confident masked slots of
   the best action, spilling into the next-ranked action only if it has too few left.
 - `low_confidence` (LLaDA): commit the top confidences over all masked slots (flat).
@@ -48,6 +49,7 @@ class DecodeConfig:
     temperature: float = 0.0  # Gumbel noise scale on the proposals; 0 = greedy
     threshold: float = 0.9  # confidence needed by the `threshold` decoder
     remask: float | None = None  # final secondary-remasking threshold; None = off
+    committed_score: float = 1.0  # HAD: what a committed slot adds to its action's score
 
     def __post_init__(self):
         if self.name not in DECODERS:
@@ -60,6 +62,8 @@ class DecodeConfig:
             raise ValueError(f"threshold={self.threshold} must lie in (0, 1]")
         if self.remask is not None and not 0.0 < self.remask < 1.0:
             raise ValueError(f"remask={self.remask} must lie in (0, 1) or be None")
+        if not 0.0 <= self.committed_score <= 1.0:
+            raise ValueError(f"committed_score={self.committed_score} must lie in [0, 1]")
 
 
 @dataclass
@@ -98,10 +102,10 @@ def select_lowest(key: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     return rank < count[:, None]
 
 
-def _had_key(masked, conf, chunk_size, action_dim):
+def _had_key(masked, conf, chunk_size, action_dim, committed_score=1.0):
     """Priority (lower first): rank of the slot's action, then 1 - confidence inside it."""
     bsz = masked.shape[0]
-    slot_conf = torch.where(masked, conf, torch.ones_like(conf)).view(bsz, chunk_size, action_dim)
+    slot_conf = torch.where(masked, conf, committed_score).view(bsz, chunk_size, action_dim)
     score = slot_conf.sum(-1)  # (B, H): action-level confidence
     score = torch.where(masked.view(bsz, chunk_size, action_dim).any(-1), score, float("-inf"))
     action_rank = (-score).argsort(dim=1, stable=True).argsort(dim=1).float()  # (B, H), 0 = best
@@ -143,7 +147,7 @@ def had(predictor, batch_size, chunk_size, action_dim, cfg, generator=None, devi
     """Hierarchical Action-Structured Decoding: best action first, then its best tokens."""
 
     def rule(masked, conf, count):
-        return select_lowest(_had_key(masked, conf, chunk_size, action_dim), count)
+        return select_lowest(_had_key(masked, conf, chunk_size, action_dim, cfg.committed_score), count)
 
     return _loop(predictor, batch_size, chunk_size, action_dim, cfg, generator, device, rule)
 
