@@ -1,1 +1,65 @@
-"""vla.envs: MuJoCo simulation suites (see issue: simulation suites)."""
+"""vla.envs: MuJoCo simulation suites, scripted experts and demo recording for LLaDA-VLA.
+
+Modules (one concept each):
+
+- `rendering`        fast CPU render settings, upright camera frames
+- `instructions`     canonical task strings and paraphrases
+- `metaworld_suite`  Meta-World 3.1.1 tasks / task sets as one gymnasium env
+- `tabletop`         our language-conditioned tabletop scene (assets/tabletop.xml)
+- `experts`          scripted demonstrators for both suites
+- `rollout`          expert episodes as plain arrays (what the recorder writes)
+- `recorder`         crash-safe LeRobotDataset v3 writing (one transaction per episode)
+- `collection`       parallel, resumable demo collection (scripts/collect_demos.py)
+- `lerobot_configs`  LeRobot EnvConfig plugins (`--env.discover_packages_path=vla.envs`)
+- `benchmark`        the numbers behind BENCHMARKS.md's Simulation section
+
+Importing this package is cheap and torch-free: it sets MUJOCO_GL=egl (unless set) before
+anything imports mujoco, and registers the gymnasium ids below (lazy entry points).
+`lerobot_configs` is *not* imported here because it imports lerobot (and torch);
+LeRobot's plugin loader imports every submodule of `vla.envs` anyway, and Python code
+that needs the configs imports `vla.envs.lerobot_configs` explicitly.
+
+    import gymnasium as gym, vla.envs
+    env = gym.make("vla/Tabletop-v0", task="push")
+    env = gym.make("vla/MetaWorld-v0", task="MT10", camera="corner4")
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from gymnasium.envs.registration import register, registry  # noqa: E402
+
+SUITES = ("metaworld", "tabletop")
+GYM_IDS = {"metaworld": "vla/MetaWorld-v0", "tabletop": "vla/Tabletop-v0"}
+
+_ENTRY_POINTS = {
+    "metaworld": "vla.envs.metaworld_suite:MetaWorldEnv",
+    "tabletop": "vla.envs.tabletop:TabletopEnv",
+}
+
+for _suite, _gym_id in GYM_IDS.items():
+    if _gym_id not in registry:
+        # order_enforce=False: gym.make then returns our env unwrapped (unless a time
+        # limit or the env checker is asked for), so LeRobot's `hasattr(env,
+        # "task_description")` sees the attribute. Our envs truncate by themselves.
+        register(id=_gym_id, entry_point=_ENTRY_POINTS[_suite], order_enforce=False)
+
+
+def make_env(suite: str, **kwargs):
+    """Build a suite's env directly: `make_env('tabletop', task='touch')`.
+
+    kwargs go to `MetaWorldEnv` or `TabletopEnv` (task, obs_type, camera, height, width,
+    episode_length, terminate_on_success).
+    """
+    if suite == "metaworld":
+        from vla.envs.metaworld_suite import MetaWorldEnv
+
+        return MetaWorldEnv(**kwargs)
+    if suite == "tabletop":
+        from vla.envs.tabletop import TabletopEnv
+
+        return TabletopEnv(**kwargs)
+    raise ValueError(f"unknown suite {suite!r}; choose from {list(SUITES)}")

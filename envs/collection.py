@@ -1,0 +1,234 @@
+"""Parallel, resumable collection of scripted demonstrations into a LeRobotDataset.
+
+This module owns the collection loop behind `scripts/collect_demos.py`: which (task, seed)
+attempts to run, fanning them out to worker processes, and handing finished episodes to the
+single writer (`vla.envs.recorder.DemoWriter`) in this process.
+
+- Workers (spawned processes, `workers` of them; 0 = roll out in this process) each keep
+  one env per task and roll out the expert; episodes come back as numpy arrays.
+- Results are consumed in submission order, so a run is deterministic for given
+  arguments: attempt i of a task always uses seed `seed + 100_000 * task_id + i`, where
+  task_id is the task's position in MT50 order (Meta-World) or in `FAMILIES` (tabletop).
+- Only successful episodes are written unless `keep_failed`; a task is given up (with a
+  warning) after `max_attempts_factor * episodes_per_task + 5` attempts.
+- Resuming: re-running with the same `out` continues from the committed progress (the
+  writer rolls back a half-written episode first). Settings that change the data format
+  (suite, camera, image size, fps, video vs png) must match the existing dataset.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from vla.envs.rollout import Episode, run_episode
+
+log = logging.getLogger(__name__)
+
+SUITE_DEFAULTS = {  # camera, height, width, episode_length, fps
+    "metaworld": ("corner4", 128, 128, 500, 80),
+    "tabletop": ("front", 96, 96, 100, 20),
+}
+_FORMAT_KEYS = ("suite", "camera", "height", "width", "fps", "use_videos")
+
+
+@dataclass
+class CollectConfig:
+    """Arguments of a collection run (see the module docstring)."""
+
+    suite: str  # 'metaworld' or 'tabletop'
+    tasks: str  # Meta-World task spec ('MT10', 'push-v3,easy') or tabletop families ('all')
+    episodes_per_task: int
+    out: str  # dataset folder
+    repo_id: str = "local/vla_demos"
+    workers: int = 2  # rollout processes; 0 rolls out in the writer process
+    camera: str | None = None  # None: the suite's default
+    height: int | None = None
+    width: int | None = None
+    episode_length: int | None = None
+    noise_std: float = 0.0  # Gaussian noise on the expert's xyz actions
+    seed: int = 0
+    use_videos: bool = True  # False stores PNG images
+    vcodec: str = "libsvtav1"
+    keep_failed: bool = False
+    max_attempts_factor: int = 3
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.suite not in SUITE_DEFAULTS:
+            raise ValueError(f"unknown suite {self.suite!r}; choose from {list(SUITE_DEFAULTS)}")
+        camera, height, width, steps, self.fps = SUITE_DEFAULTS[self.suite]
+        self.camera = self.camera or camera
+        self.height = self.height or height
+        self.width = self.width or width
+        self.episode_length = self.episode_length or steps
+        if self.episodes_per_task < 1:
+            raise ValueError(f"episodes_per_task must be >= 1, got {self.episodes_per_task}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+
+
+def task_list(suite: str, spec: str) -> list[tuple[int, str]]:
+    """(stable task id, task name) for a suite's task spec; raises on unknown names."""
+    if suite == "metaworld":
+        from vla.envs.metaworld_suite import all_task_names, resolve_tasks
+
+        names = all_task_names()
+        return [(names.index(t), t) for t in resolve_tasks(spec)]
+    if suite == "tabletop":
+        from vla.envs.tabletop import FAMILIES, parse_families
+
+        return [(FAMILIES.index(f), f) for f in parse_families(spec)]
+    raise ValueError(f"unknown suite {suite!r}; choose from {list(SUITE_DEFAULTS)}")
+
+
+def make_suite_env(cfg: CollectConfig, task_name: str):
+    """The env a worker rolls out for one task (images on, suite defaults filled in)."""
+    from vla.envs import make_env
+
+    return make_env(
+        cfg.suite,
+        task=task_name,
+        obs_type="pixels_agent_pos",
+        camera=cfg.camera,
+        height=cfg.height,
+        width=cfg.width,
+        episode_length=cfg.episode_length,
+    )
+
+
+_WORKER_ENVS: dict[str, Any] = {}
+
+
+def _rollout(cfg: CollectConfig, task_name: str, seed: int) -> Episode:
+    """Worker entry point: one expert episode of `task_name` from `seed`."""
+    from vla.envs.experts import make_expert
+
+    if task_name not in _WORKER_ENVS:
+        _WORKER_ENVS[task_name] = make_suite_env(cfg, task_name)
+    expert = make_expert(cfg.suite, cfg.noise_std, seed=seed)
+    return run_episode(_WORKER_ENVS[task_name], expert, seed, cfg.suite, task_name)
+
+
+class _Inline:
+    """A stand-in for a process pool that runs jobs in this process (workers=0)."""
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def shutdown(self, cancel_futures: bool = False) -> None:
+        pass
+
+
+def collect(cfg: CollectConfig) -> dict[str, Any]:
+    """Collect demonstrations per `cfg` into `cfg.out`; returns the progress record."""
+    from tqdm import tqdm
+
+    from vla.envs.recorder import DemoWriter, dataset_features, image_feature_key
+
+    tasks = task_list(cfg.suite, cfg.tasks)
+    image_key = image_feature_key(cfg.suite, cfg.camera)
+    features = dataset_features(cfg.suite, cfg.camera, cfg.height, cfg.width, cfg.use_videos)
+    settings = {k: v for k, v in asdict(cfg).items() if k != "progress_bar"}
+    writer = DemoWriter(cfg.out, cfg.repo_id, cfg.fps, features, image_key, cfg.vcodec, settings)
+    _check_format(writer.progress["settings"], settings, cfg.out)
+
+    target = cfg.episodes_per_task
+    written = {name: writer.progress["written"].get(name, 0) for _, name in tasks}
+    attempts = {name: writer.progress["attempts"].get(name, 0) for _, name in tasks}
+    max_attempts = cfg.max_attempts_factor * target + 5
+    in_flight: collections.deque[tuple[str, Future]] = collections.deque()
+    inflight_count = collections.Counter()
+    pool = _make_pool(cfg.workers)
+    bar = tqdm(
+        total=target * len(tasks),
+        initial=sum(written.values()),
+        desc=f"{cfg.suite} demos",
+        disable=not cfg.progress_bar,
+        unit="ep",
+    )
+    try:
+        while True:
+            _fill(pool, cfg, tasks, written, attempts, inflight_count, in_flight, max_attempts)
+            if not in_flight:
+                break
+            task_name, future = in_flight.popleft()
+            inflight_count[task_name] -= 1
+            episode = future.result()
+            writer.note_attempt(task_name)
+            if (episode.success or cfg.keep_failed) and written[task_name] < target:
+                writer.write(episode)
+                written[task_name] += 1
+                bar.update(1)
+            bar.set_postfix(attempts=sum(writer.progress["attempts"].values()))
+    finally:
+        bar.close()
+        pool.shutdown(cancel_futures=True)
+    for _, name in tasks:
+        if written[name] < target:
+            log.warning("%s: only %d of %d episodes after %d attempts", name, written[name], target, attempts[name])
+    if writer.num_episodes > 0:
+        # LeRobot averages per-episode quantiles; action tokenization needs the dataset's own.
+        from vla.policies.stats import recompute_quantiles
+
+        recompute_quantiles(cfg.out)
+    return writer.progress
+
+
+def _fill(pool, cfg, tasks, written, attempts, inflight_count, in_flight, max_attempts) -> None:
+    """Submit attempts, round-robin over tasks, until ~2 per worker are in flight."""
+    capacity = max(1, 2 * cfg.workers)
+    progressed = True
+    while len(in_flight) < capacity and progressed:
+        progressed = False
+        for task_id, name in tasks:
+            if len(in_flight) >= capacity:
+                break
+            if written[name] + inflight_count[name] >= cfg.episodes_per_task:
+                continue
+            if attempts[name] >= max_attempts:
+                continue
+            seed = cfg.seed + 100_000 * task_id + attempts[name]
+            attempts[name] += 1
+            inflight_count[name] += 1
+            in_flight.append((name, pool.submit(_rollout, cfg, name, seed)))
+            progressed = True
+
+
+def _make_pool(workers: int):
+    if workers == 0:
+        return _Inline()
+    # spawn: workers start clean (no inherited OpenGL contexts or torch thread pools).
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _check_format(existing: dict[str, Any], requested: dict[str, Any], out: str) -> None:
+    mismatched = {
+        k: (existing.get(k), requested[k]) for k in _FORMAT_KEYS if k in existing and existing.get(k) != requested[k]
+    }
+    if mismatched:
+        raise ValueError(
+            f"{out} was recorded with different settings {mismatched} (existing, requested); "
+            "use the same settings to resume, or a new --out folder"
+        )
+
+
+def default_workers() -> int:
+    """Rollout processes to use by default: one per CPU core."""
+    return max(1, os.cpu_count() or 1)
+
+
+def dataset_summary(root: str | Path) -> dict[str, Any]:
+    """Episodes and frames of a finished dataset, read back through LeRobot."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    meta = LeRobotDatasetMetadata("local/summary", root=root)
+    return {"episodes": meta.total_episodes, "frames": meta.total_frames, "tasks": meta.total_tasks}

@@ -1,0 +1,139 @@
+"""Scripted experts: closed-loop controllers that read privileged simulator state.
+
+This module owns the demonstrators behind every generated dataset.
+
+- Meta-World: Meta-World's own hand-written policies (`metaworld.policies.ENV_POLICY_MAP`),
+  fed the full 39-d state vector of the underlying Sawyer env.
+- Tabletop: one controller per family (push / touch / reach), written here. Push moves
+  over the block at a safe height, descends behind it on the block-to-zone line and pushes
+  through the block's center, re-aligning whenever the block drifts off the line.
+
+All experts share one call: `expert(env) -> action` (float32, in [-1, 1]) for the env's
+current state, with optional Gaussian action noise (`noise_std`, on the xyz entries) for
+more diverse demonstrations; noise makes the expert fail more often, and the recorder
+keeps only successful episodes by default.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from vla.envs.tabletop import BLOCK_HALF, MAX_STEP, TabletopEnv
+
+TRAVEL_Z = 0.09  # fingertip height for moving over blocks (block tops are at 0.05)
+PUSH_Z = 0.015  # fingertip height while pushing
+FINGER_HALF_X = 0.012  # half thickness of the fingers in the push direction
+PRE_PUSH = BLOCK_HALF + FINGER_HALF_X + 0.03  # fingertip-to-block-center distance before a push
+PUSH_SPEED = 0.6  # fraction of MAX_STEP while in contact with a block
+CLOSED = 1.0  # gripper command: fingers closed
+
+
+class Expert(Protocol):
+    """A scripted controller: returns the action for the env's current state."""
+
+    def __call__(self, env) -> np.ndarray: ...
+
+
+def _toward(tcp: np.ndarray, target: np.ndarray, speed: float = 1.0) -> np.ndarray:
+    """xyz action that moves the fingertip toward `target` by at most `speed` * MAX_STEP."""
+    delta = (target - tcp) / MAX_STEP
+    norm = float(np.linalg.norm(delta))
+    if norm > speed:
+        delta *= speed / norm
+    return delta
+
+
+class TabletopExpert:
+    """Scripted controller for the tabletop families; reads `env.goal` at every call."""
+
+    def __init__(self, noise_std: float = 0.0, seed: int | None = None) -> None:
+        if noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+        self.noise_std = noise_std
+        self._rng = np.random.default_rng(seed)
+
+    def __call__(self, env: TabletopEnv) -> np.ndarray:
+        tcp, goal = env.tcp_pos, env.goal
+        if goal.family == "push":
+            xyz = self._push(tcp, env.block_pos(goal.block)[:2], env.zone_pos(goal.zone)[:2])
+        elif goal.family == "touch":
+            xyz = self._hover_then_descend(tcp, env.block_pos(goal.block)[:2], z=0.03)
+        else:
+            xyz = self._hover_then_descend(tcp, env.zone_pos(goal.zone)[:2], z=0.02)
+        if self.noise_std > 0:
+            xyz = xyz + self._rng.normal(0.0, self.noise_std, size=3)
+        return np.clip(np.append(xyz, CLOSED), -1.0, 1.0).astype(np.float32)
+
+    @staticmethod
+    def _hover_then_descend(tcp: np.ndarray, xy: np.ndarray, z: float) -> np.ndarray:
+        """Travel at a safe height to above `xy`, then go straight down to height `z`."""
+        if np.linalg.norm(tcp[:2] - xy) < 0.01:
+            return _toward(tcp, np.array([xy[0], xy[1], z]))
+        if tcp[2] < TRAVEL_Z - 0.01 and np.linalg.norm(tcp[:2] - xy) > 0.03:
+            return _toward(tcp, np.array([tcp[0], tcp[1], TRAVEL_Z]))
+        return _toward(tcp, np.array([xy[0], xy[1], max(TRAVEL_Z, z)]))
+
+    @staticmethod
+    def _push(tcp: np.ndarray, block: np.ndarray, zone: np.ndarray) -> np.ndarray:
+        """Push `block` (xy) onto `zone` (xy) along the straight line between them."""
+        to_zone = zone - block
+        dist = float(np.linalg.norm(to_zone))
+        if dist < 0.01:
+            return np.zeros(3)
+        u = to_zone / dist
+        rel = tcp[:2] - block
+        along = float(rel @ u)  # negative: the fingertip is behind the block
+        lateral = float(np.linalg.norm(rel - along * u))
+        low = tcp[2] < PUSH_Z + 0.02
+        pre = block - u * PRE_PUSH
+        if low and along < -BLOCK_HALF and lateral < 0.035:
+            # Track the contact point on the line behind the block, 2 cm "into" it: the
+            # forward part pushes, the sideways part slides the fingers along the block's
+            # back face until they are on the line again (so a drifting block is steered).
+            aim = block - u * (BLOCK_HALF + FINGER_HALF_X - min(dist, 0.02))
+            target = np.array([aim[0], aim[1], PUSH_Z])
+            return _toward(tcp, target, PUSH_SPEED)
+        if low and along < -(BLOCK_HALF + FINGER_HALF_X):
+            # Behind the block but off the line: slide back to the pre-push point.
+            return _toward(tcp, np.array([pre[0], pre[1], PUSH_Z]))
+        if np.linalg.norm(tcp[:2] - pre) < 0.012:
+            return _toward(tcp, np.array([pre[0], pre[1], PUSH_Z]))
+        if tcp[2] < TRAVEL_Z - 0.01:
+            # Off the line near the table: lift first, so we never sweep through blocks.
+            return _toward(tcp, np.array([tcp[0], tcp[1], TRAVEL_Z]))
+        return _toward(tcp, np.array([pre[0], pre[1], TRAVEL_Z]))
+
+
+class MetaWorldExpert:
+    """Meta-World's scripted policy for the env's current task."""
+
+    def __init__(self, noise_std: float = 0.0, seed: int | None = None) -> None:
+        if noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+        self.noise_std = noise_std
+        self._rng = np.random.default_rng(seed)
+        self._policies: dict[str, object] = {}
+
+    def __call__(self, env) -> np.ndarray:
+        from metaworld.policies import ENV_POLICY_MAP
+
+        name = env.current_task
+        if name not in self._policies:
+            if name not in ENV_POLICY_MAP:
+                raise ValueError(f"Meta-World has no scripted policy for {name!r}; known: {sorted(ENV_POLICY_MAP)}")
+            self._policies[name] = ENV_POLICY_MAP[name]()
+        action = np.asarray(self._policies[name].get_action(env.raw_state), dtype=np.float64)
+        if self.noise_std > 0:
+            action[:3] += self._rng.normal(0.0, self.noise_std, size=3)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+def make_expert(suite: str, noise_std: float = 0.0, seed: int | None = None) -> Expert:
+    """The scripted expert of a suite ('metaworld' or 'tabletop')."""
+    if suite == "tabletop":
+        return TabletopExpert(noise_std, seed)
+    if suite == "metaworld":
+        return MetaWorldExpert(noise_std, seed)
+    raise ValueError(f"unknown suite {suite!r}; choose from ['metaworld', 'tabletop']")

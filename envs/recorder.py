@@ -1,0 +1,291 @@
+"""Writing episodes into a LeRobotDataset v3, one crash-safe transaction per episode.
+
+This module owns the on-disk dataset: its features, the paraphrase and progress files we
+keep next to LeRobot's metadata, and crash safety.
+
+Why transactions: lerobot 0.4.4 keeps parquet writers open between `save_episode` calls
+and only writes their footers in `finalize()`; a process killed before that leaves
+unreadable parquet files and an `info.json` that already counts the lost episodes. So every
+episode is its own session, run in a staging folder `<root>/.vla_staging`:
+
+1. stage: hard-link the committed files into the staging folder (copying the three metadata
+   files LeRobot rewrites: info.json, stats.json, tasks.parquet); the first episode
+   `create()`s the dataset there instead;
+2. write: re-open it the way `lerobot-record --resume` does (new episodes then go to *new*
+   data, video and episode-metadata files), `add_frame` x T, `save_episode()`, `finalize()`;
+3. publish: journal the new file names (and back up the files about to be replaced), move
+   the new files into `<root>`, replace tasks/stats/paraphrases, then `meta/info.json` (the
+   commit point: LeRobot reads the episode count from it), then our progress file.
+
+Until step 3 replaces info.json, `<root>` is the previous, complete dataset (extra,
+unreferenced files are ignored by LeRobot). So a killed recorder loses at most the episode
+in progress and `<root>` loads at any moment; the next `DemoWriter` on the folder finishes
+or rolls back an interrupted publish and deletes the staging folder. Cost per episode:
+re-opening the dataset (~0.1-0.3 s) and one data, video and metadata file per episode.
+
+Files we add under `meta/` (LeRobot ignores them):
+- `paraphrases.json`: {canonical task string: [paraphrases]} for instruction augmentation.
+- `vla_recorder.json`: collection progress (attempts and episodes written per task, one
+  record per episode, the settings), which `vla.envs.collection` uses to resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from vla.envs.rollout import Episode
+
+PROGRESS_FILE = "meta/vla_recorder.json"
+PARAPHRASE_FILE = "meta/paraphrases.json"
+INFO_FILE = "meta/info.json"
+_STAGING = ".vla_staging"
+_JOURNAL = ".vla_publish"
+_REWRITTEN = ("meta/info.json", "meta/stats.json", "meta/tasks.parquet")  # copied, not linked
+# Replaced at publish, in this order; info.json is the commit point, progress comes last.
+_PUBLISH_ORDER = ("meta/tasks.parquet", "meta/stats.json", PARAPHRASE_FILE, INFO_FILE, PROGRESS_FILE)
+STATE_NAMES = ["x", "y", "z", "gripper"]
+ACTION_NAMES = ["dx", "dy", "dz", "gripper"]
+
+
+def image_feature_key(suite: str, camera: str) -> str:
+    """Dataset / policy key of a suite's camera image.
+
+    Meta-World uses LeRobot's single-camera key `observation.image` (as LeRobot's own
+    Meta-World env and datasets do); the tabletop uses `observation.images.<camera>`.
+    """
+    if suite == "metaworld":
+        return "observation.image"
+    if suite == "tabletop":
+        return f"observation.images.{camera}"
+    raise ValueError(f"unknown suite {suite!r}; choose from ['metaworld', 'tabletop']")
+
+
+def dataset_features(suite: str, camera: str, height: int, width: int, use_videos: bool = True) -> dict[str, dict]:
+    """LeRobot feature spec of a demo dataset (image, observation.state, action)."""
+    return {
+        image_feature_key(suite, camera): {
+            "dtype": "video" if use_videos else "image",
+            "shape": (height, width, 3),
+            "names": ["height", "width", "channels"],
+        },
+        "observation.state": {"dtype": "float32", "shape": (4,), "names": STATE_NAMES},
+        "action": {"dtype": "float32", "shape": (4,), "names": ACTION_NAMES},
+    }
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _files(root: Path) -> list[str]:
+    """Relative paths of the dataset's files (our hidden folders and LeRobot's temporary
+    images excluded)."""
+    out = []
+    for p in root.rglob("*"):
+        rel = p.relative_to(root)
+        if p.is_file() and not rel.parts[0].startswith(".vla_") and rel.parts[0] != "images":
+            out.append(str(rel))
+    return sorted(out)
+
+
+def read_progress(root: str | Path) -> dict[str, Any] | None:
+    """The committed progress record of a recorder dataset, or None if there is none."""
+    path = Path(root) / PROGRESS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_paraphrases(root: str | Path) -> dict[str, list[str]]:
+    """{canonical task string: paraphrases} stored with a dataset ({} if absent)."""
+    path = Path(root) / PARAPHRASE_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def recover(root: str | Path) -> None:
+    """Finish or roll back an interrupted publish and drop the staging folder, so `root`
+    holds exactly the committed episodes and our progress file agrees with them."""
+    root = Path(root)
+    if not root.exists():
+        return
+    done = root / f"{_JOURNAL}.done"
+    if done.exists():
+        shutil.rmtree(done)
+    journal = root / _JOURNAL
+    if journal.exists():
+        record = json.loads((journal / "journal.json").read_text())
+        info = root / INFO_FILE
+        committed = info.is_file() and (json.loads(info.read_text())["total_episodes"] == record["total_episodes"])
+        staged_progress = root / _STAGING / PROGRESS_FILE
+        if committed and staged_progress.is_file():
+            os.replace(staged_progress, root / PROGRESS_FILE)  # roll forward
+        elif not committed:  # roll back
+            for rel in record["new_files"]:
+                (root / rel).unlink(missing_ok=True)
+            for rel in _PUBLISH_ORDER:
+                backup = journal / "backup" / rel
+                if backup.is_file():
+                    shutil.copy2(backup, root / rel)
+                else:
+                    (root / rel).unlink(missing_ok=True)  # did not exist before
+        shutil.rmtree(journal)
+    staging = root / _STAGING
+    if staging.exists():
+        shutil.rmtree(staging)
+
+
+class DemoWriter:
+    """Appends `Episode`s to a LeRobotDataset v3 at `root`, one transaction per episode.
+
+    Args:
+        root: dataset folder (created on the first episode; resumed if it holds one).
+        repo_id: the dataset's repo id (LeRobot needs one; nothing is pushed).
+        fps: frames per second of the episodes.
+        features: LeRobot features, see `dataset_features`.
+        image_key: the image feature fed from `Episode.images` (its only camera).
+        vcodec: video codec for LeRobot's encoder ('libsvtav1' as LeRobot, or 'h264').
+        settings: anything to record in the progress file (e.g. the collection arguments).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        repo_id: str,
+        fps: int,
+        features: dict[str, dict],
+        image_key: str,
+        vcodec: str = "libsvtav1",
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.repo_id = repo_id
+        self.fps = fps
+        self.features = features
+        self.image_key = image_key
+        self.use_videos = features[image_key]["dtype"] == "video"
+        self.vcodec = vcodec
+        if self.root.is_dir() and not (self.root / PROGRESS_FILE).is_file():
+            foreign = [p.name for p in self.root.iterdir() if not p.name.startswith(".vla_")]
+            if foreign:
+                raise FileExistsError(
+                    f"{self.root} is not empty and holds no demo dataset written by vla.envs "
+                    f"(found {sorted(foreign)}); choose a new or empty output folder"
+                )
+        recover(self.root)
+        self.progress: dict[str, Any] = read_progress(self.root) or {
+            "settings": settings or {},
+            "attempts": {},
+            "written": {},
+            "episodes": [],
+        }
+        self.paraphrases = read_paraphrases(self.root)
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.progress["episodes"])
+
+    def note_attempt(self, task_name: str) -> None:
+        """Count an attempt (committed with the next written episode)."""
+        attempts = self.progress["attempts"]
+        attempts[task_name] = attempts.get(task_name, 0) + 1
+
+    def write(self, episode: Episode) -> None:
+        """Append one episode; on return it is committed (survives a kill)."""
+        import datasets
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        if len(episode.images) != 1:
+            raise ValueError(
+                f"episode has cameras {sorted(episode.images)}; this dataset stores exactly one "
+                f"image feature ({self.image_key}); record with obs_type='pixels_agent_pos'"
+            )
+        frames = next(iter(episode.images.values()))
+        staging = self.root / _STAGING
+        if staging.exists():
+            shutil.rmtree(staging)
+        if not (self.root / INFO_FILE).is_file():
+            dataset = LeRobotDataset.create(
+                self.repo_id,
+                self.fps,
+                self.features,
+                root=staging,
+                use_videos=self.use_videos,
+                vcodec=self.vcodec,
+            )
+        else:
+            self._stage(staging)
+            dataset = LeRobotDataset(self.repo_id, root=staging, vcodec=self.vcodec)
+        # After opening: LeRobot's loader re-enables progress bars on its way out, and
+        # save_episode would print one "Map" bar per episode.
+        datasets.disable_progress_bars()
+        for t in range(episode.length):
+            dataset.add_frame(
+                {
+                    self.image_key: frames[t],
+                    "observation.state": episode.states[t],
+                    "action": episode.actions[t],
+                    "task": episode.instruction,
+                }
+            )
+        dataset.save_episode()
+        dataset.finalize()
+        total = dataset.meta.total_episodes
+
+        self.paraphrases[episode.instruction] = sorted(
+            set(self.paraphrases.get(episode.instruction, [])) | set(episode.paraphrases)
+        )
+        written = self.progress["written"]
+        written[episode.task_name] = written.get(episode.task_name, 0) + 1
+        self.progress["episodes"].append(
+            {
+                "episode_index": total - 1,
+                "task_name": episode.task_name,
+                "seed": episode.seed,
+                "instruction": episode.instruction,
+                "success": episode.success,
+                "length": episode.length,
+            }
+        )
+        _write_json_atomic(staging / PARAPHRASE_FILE, self.paraphrases)
+        _write_json_atomic(staging / PROGRESS_FILE, self.progress)
+        self._publish(staging, total)
+
+    def _stage(self, staging: Path) -> None:
+        """Mirror the committed dataset into `staging`: hard links for files LeRobot never
+        rewrites when resuming, copies for those it does."""
+        for rel in _files(self.root):
+            src, dst = self.root / rel, staging / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if rel in _REWRITTEN:
+                shutil.copy2(src, dst)
+                continue
+            try:
+                os.link(src, dst)
+            except OSError:  # a filesystem without hard links: copy instead
+                shutil.copy2(src, dst)
+
+    def _publish(self, staging: Path, total_episodes: int) -> None:
+        """Move the staged episode into `root` (see the module docstring, step 3)."""
+        new_files = [rel for rel in _files(staging) if rel not in _PUBLISH_ORDER and not (self.root / rel).exists()]
+        tmp = self.root / f"{_JOURNAL}.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        (tmp / "backup").mkdir(parents=True)
+        for rel in _PUBLISH_ORDER:
+            if (self.root / rel).is_file():
+                (tmp / "backup" / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(self.root / rel, tmp / "backup" / rel)
+        record = {"new_files": new_files, "total_episodes": total_episodes}
+        (tmp / "journal.json").write_text(json.dumps(record))
+        os.replace(tmp, self.root / _JOURNAL)  # from here on, recover() can finish or undo
+        for rel in new_files + [r for r in _PUBLISH_ORDER if (staging / r).is_file()]:
+            (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / rel, self.root / rel)
+        done = self.root / f"{_JOURNAL}.done"
+        os.replace(self.root / _JOURNAL, done)
+        shutil.rmtree(done)
+        shutil.rmtree(staging)

@@ -1,0 +1,372 @@
+"""The tabletop suite: a small language-conditioned MuJoCo scene of our own (gymnasium API).
+
+A mocap-driven two-finger gripper above a table with three colored blocks (red, green,
+blue) and three colored target zones (yellow, cyan, magenta), all placed at random per
+seed. Task families (see `FAMILIES`):
+
+- ``push``:  "push the {block} block onto the {zone} zone"  (9 goals per scene); the block
+  must come to rest inside the zone
+- ``touch``: "touch the {block} block"                      (3 goals per scene)
+- ``reach``: "move the gripper to the {zone} zone"          (3 goals per scene)
+
+Every scene admits all goals of its family, so the *instruction*, not the image, decides
+what counts as success: a policy that ignores language succeeds in at most ~1/3 of the
+episodes by construction (1/9 for push). In ``touch``, touching another block first ends the
+episode as a failure, so touching every block in turn does not game the check.
+
+Sizes follow shared DESIGN.md section 5 (learnable by a tiny policy on CPU): default image
+96x96 from the "front" camera, where every block and zone is at least ~10 px across
+(tests/envs measure it with segmentation rendering); 20 control steps per second; episodes
+of at most 100 steps; the expert needs ~20-60.
+
+Action (4-d, in [-1, 1], as Meta-World): (dx, dy, dz) moves the gripper by up to
+`MAX_STEP` meters per step; the last entry sets the finger opening (+1 closed, -1 open).
+State (4-d, as Meta-World's obs[:4]): gripper fingertip xyz + opening in [0, 1].
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium as gym  # noqa: E402
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+from gymnasium import spaces  # noqa: E402
+
+from vla.envs.instructions import tabletop_instruction, tabletop_paraphrases  # noqa: E402
+from vla.envs.rendering import CameraRenderer, camera_names  # noqa: E402
+
+FAMILIES = ("push", "touch", "reach")
+BLOCK_COLORS = ("red", "green", "blue")
+ZONE_COLORS = ("yellow", "cyan", "magenta")
+CAMERAS = ("front", "top")
+
+CONTROL_DT = 0.05  # seconds per env step (20 Hz); the dataset fps follows from it
+MAX_STEP = 0.025  # meters of gripper motion per step at |action| = 1
+FINGER_MAX = 0.025  # meters of travel per finger (fully open)
+BLOCK_HALF = 0.025  # blocks are 5 cm cubes
+ZONE_RADIUS = 0.05
+PUSH_SUCCESS_RADIUS = 0.035  # block center this close to the zone center ...
+PUSH_SUCCESS_SPEED = 0.05  # ... and resting (m/s): a block pushed *through* a zone is no success
+REACH_SUCCESS_RADIUS = 0.04  # fingertip center this close (in xy) to the zone center
+REACH_SUCCESS_HEIGHT = 0.04  # ... and at most this high above the table
+HAND_LOW = np.array([-0.25, -0.25, 0.005])
+HAND_HIGH = np.array([0.25, 0.25, 0.25])
+PLACE_LIMIT = 0.17  # object centers are sampled in [-PLACE_LIMIT, PLACE_LIMIT]^2
+MIN_SEPARATION = {  # minimum center distances between sampled objects
+    ("zone", "zone"): 0.13,
+    ("zone", "block"): 0.10,
+    ("block", "block"): 0.12,
+}
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What the current episode asks for. `block` / `zone` are None where unused."""
+
+    family: str
+    block: str | None = None
+    zone: str | None = None
+
+    @property
+    def instruction(self) -> str:
+        """The canonical instruction string (the dataset's `task`)."""
+        return tabletop_instruction(self.family, self.block, self.zone)
+
+    @property
+    def paraphrases(self) -> list[str]:
+        """Alternative phrasings of `instruction` for training-time augmentation."""
+        return tabletop_paraphrases(self.family, self.block, self.zone)
+
+
+def parse_families(task: str) -> tuple[str, ...]:
+    """'push' / 'push,touch' / 'all' -> tuple of family names; raises on unknown names."""
+    names = [t.strip() for t in task.split(",") if t.strip()]
+    if names == ["all"]:
+        return FAMILIES
+    unknown = [n for n in names if n not in FAMILIES]
+    if not names or unknown:
+        raise ValueError(
+            f"unknown tabletop task {task!r}; choose a family from {list(FAMILIES)}, "
+            "a comma-separated list of them, or 'all'"
+        )
+    return tuple(names)
+
+
+def all_goals(family: str) -> list[Goal]:
+    """Every goal of a family that a scene admits (the scene always holds all colors)."""
+    if family == "push":
+        return [Goal("push", b, z) for b in BLOCK_COLORS for z in ZONE_COLORS]
+    if family == "touch":
+        return [Goal("touch", block=b) for b in BLOCK_COLORS]
+    if family == "reach":
+        return [Goal("reach", zone=z) for z in ZONE_COLORS]
+    raise ValueError(f"unknown tabletop family {family!r}; choose from {list(FAMILIES)}")
+
+
+def load_model() -> mujoco.MjModel:
+    """Compile the scene shipped as package data (envs/assets/tabletop.xml)."""
+    xml = resources.files("vla.envs").joinpath("assets/tabletop.xml")
+    with resources.as_file(xml) as path:
+        return mujoco.MjModel.from_xml_path(str(path))
+
+
+class TabletopEnv(gym.Env):
+    """Language-conditioned tabletop manipulation (see the module docstring).
+
+    Args:
+        task: a family ('push', 'touch', 'reach'), a comma-separated list of families, or
+            'all'; with several families each reset draws one.
+        obs_type: 'pixels_agent_pos' ({'pixels': {camera: HxWx3 uint8}, 'agent_pos'}) or
+            'state' ({'agent_pos', 'environment_state'}, no rendering: fast experts).
+        camera: 'front' (default) or 'top'.
+        height, width: image size (default 96x96).
+        episode_length: truncation horizon (default 100).
+        terminate_on_success: end the episode at the first successful step.
+
+    `reset(options={'family': ..., 'block': ..., 'zone': ...})` forces a goal; the scene
+    layout depends on the seed only, so one seed with different goals gives one scene.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": int(round(1 / CONTROL_DT))}
+
+    def __init__(
+        self,
+        task: str = "push",
+        obs_type: str = "pixels_agent_pos",
+        camera: str = "front",
+        height: int = 96,
+        width: int = 96,
+        episode_length: int = 100,
+        terminate_on_success: bool = True,
+        render_mode: str | None = "rgb_array",
+    ) -> None:
+        super().__init__()
+        self.families = parse_families(task)
+        self.task = task
+        if obs_type not in ("pixels_agent_pos", "state"):
+            raise ValueError(f"unknown obs_type {obs_type!r}; choose 'pixels_agent_pos' or 'state'")
+        if camera not in CAMERAS:
+            raise ValueError(f"unknown tabletop camera {camera!r}; choose from {list(CAMERAS)}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"unsupported render_mode {render_mode!r}; use 'rgb_array' or None")
+        if episode_length < 1:
+            raise ValueError(f"episode_length must be >= 1, got {episode_length}")
+        self.obs_type = obs_type
+        self.camera = camera
+        self.height, self.width = int(height), int(width)
+        self.render_mode = render_mode
+        self._max_episode_steps = int(episode_length)
+        self.terminate_on_success = terminate_on_success
+
+        self.model = load_model()
+        self.data = mujoco.MjData(self.model)
+        self._substeps = int(round(CONTROL_DT / self.model.opt.timestep))
+        self._hand_mocap = self._mocap_id("hand")
+        self._zone_mocap = {c: self._mocap_id(f"zone_{c}") for c in ZONE_COLORS}
+        self._block_qadr = {c: int(self.model.jnt_qposadr[self.model.joint(f"block_{c}").id]) for c in BLOCK_COLORS}
+        self._block_dofadr = {c: int(self.model.jnt_dofadr[self.model.joint(f"block_{c}").id]) for c in BLOCK_COLORS}
+        self._block_geom = {c: self.model.geom(f"block_{c}").id for c in BLOCK_COLORS}
+        self._hand_geoms = {self.model.geom(n).id for n in ("palm", "finger_left", "finger_right")}
+        self._finger_qadr = [
+            int(self.model.jnt_qposadr[self.model.joint(n).id]) for n in ("finger_left", "finger_right")
+        ]
+        self._renderer: CameraRenderer | None = None
+        assert set(CAMERAS) <= set(camera_names(self.model))
+
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+        agent_pos = spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float32)
+        if obs_type == "pixels_agent_pos":
+            image = spaces.Box(0, 255, shape=(self.height, self.width, 3), dtype=np.uint8)
+            self.observation_space = spaces.Dict({"pixels": spaces.Dict({camera: image}), "agent_pos": agent_pos})
+        else:
+            env_state = spaces.Box(-np.inf, np.inf, shape=(15,), dtype=np.float32)
+            self.observation_space = spaces.Dict({"agent_pos": agent_pos, "environment_state": env_state})
+        self.goal = all_goals(self.families[0])[0]
+        self._steps = 0
+        self._touched: str | None = None
+
+    # --- scene access (also what the scripted experts read) --------------------------
+
+    def _mocap_id(self, body: str) -> int:
+        return int(self.model.body_mocapid[self.model.body(body).id])
+
+    @property
+    def tcp_pos(self) -> np.ndarray:
+        """Fingertip center, world xyz (a copy)."""
+        return self.data.mocap_pos[self._hand_mocap].copy()
+
+    @property
+    def gripper_opening(self) -> float:
+        """Finger opening in [0, 1] (0 = closed)."""
+        q = self.data.qpos[self._finger_qadr]
+        return float(np.clip(q.sum() / (2 * FINGER_MAX), 0.0, 1.0))
+
+    def block_pos(self, color: str) -> np.ndarray:
+        """Center of a block, world xyz (a copy)."""
+        adr = self._block_qadr[color]
+        return self.data.qpos[adr : adr + 3].copy()
+
+    def zone_pos(self, color: str) -> np.ndarray:
+        """Center of a zone on the table, world xyz (a copy)."""
+        return self.data.mocap_pos[self._zone_mocap[color]].copy()
+
+    @property
+    def task_description(self) -> str:
+        """The current episode's instruction (LeRobot reads this attribute)."""
+        return self.goal.instruction
+
+    # --- gymnasium API ---------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        super().reset(seed=seed)
+        rng = self.np_random
+        mujoco.mj_resetData(self.model, self.data)
+        zones, blocks = self._sample_layout(rng)
+        for color, xy in zip(ZONE_COLORS, zones, strict=True):
+            self.data.mocap_pos[self._zone_mocap[color]] = [xy[0], xy[1], 0.0006]
+        for color, xy in zip(BLOCK_COLORS, blocks, strict=True):
+            adr = self._block_qadr[color]
+            self.data.qpos[adr : adr + 3] = [xy[0], xy[1], BLOCK_HALF]
+            self.data.qpos[adr + 3 : adr + 7] = [1.0, 0.0, 0.0, 0.0]
+        hand = [rng.uniform(-0.05, 0.05), rng.uniform(-0.23, -0.19), 0.12]
+        self.data.mocap_pos[self._hand_mocap] = hand
+        # The goal is drawn after the layout, so forcing it leaves the scene unchanged.
+        family = self.families[int(rng.integers(len(self.families)))]
+        goal_index = int(rng.integers(len(all_goals(family))))
+        self.goal = self._choose_goal(family, goal_index, options or {})
+        self.data.ctrl[:] = 0.0
+        mujoco.mj_forward(self.model, self.data)
+        self._steps = 0
+        self._touched = None
+        info = {"success": False, "is_success": False, "task": self.goal.instruction}
+        return self._observation(), info
+
+    def _choose_goal(self, family: str, index: int, options: dict[str, Any]) -> Goal:
+        family = options.get("family", family)
+        if family not in FAMILIES:
+            raise ValueError(f"unknown tabletop family {family!r}; choose from {list(FAMILIES)}")
+        goal = all_goals(family)[index % len(all_goals(family))]
+        block, zone = options.get("block", goal.block), options.get("zone", goal.zone)
+        if block is not None and block not in BLOCK_COLORS:
+            raise ValueError(f"unknown block color {block!r}; choose from {list(BLOCK_COLORS)}")
+        if zone is not None and zone not in ZONE_COLORS:
+            raise ValueError(f"unknown zone color {zone!r}; choose from {list(ZONE_COLORS)}")
+        if family == "touch":
+            zone = None
+        if family == "reach":
+            block = None
+        return Goal(family, block, zone)
+
+    @staticmethod
+    def _sample_layout(rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Rejection-sample 3 zone and 3 block centers with the minimum separations."""
+        kinds = ["zone"] * len(ZONE_COLORS) + ["block"] * len(BLOCK_COLORS)
+        for _ in range(1000):
+            placed: list[tuple[str, np.ndarray]] = []
+            for kind in kinds:
+                for _ in range(100):
+                    p = rng.uniform(-PLACE_LIMIT, PLACE_LIMIT, size=2)
+                    if all(
+                        np.linalg.norm(p - q) >= MIN_SEPARATION[tuple(sorted((kind, k), reverse=True))]
+                        for k, q in placed
+                    ):
+                        placed.append((kind, p))
+                        break
+                else:
+                    break
+            if len(placed) == len(kinds):
+                zones = [p for k, p in placed if k == "zone"]
+                blocks = [p for k, p in placed if k == "block"]
+                return zones, blocks
+        raise RuntimeError("could not place the tabletop objects; MIN_SEPARATION is too large")
+
+    def step(self, action: np.ndarray) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
+        action = np.asarray(action, dtype=np.float64).reshape(-1)
+        if action.shape != (4,):
+            raise ValueError(f"action has shape {action.shape}; expected (4,) = dx, dy, dz, grip")
+        action = np.clip(action, -1.0, 1.0)
+        start = self.data.mocap_pos[self._hand_mocap].copy()
+        target = np.clip(start + action[:3] * MAX_STEP, HAND_LOW, HAND_HIGH)
+        self.data.ctrl[:] = (1.0 - action[3]) / 2.0 * FINGER_MAX
+        wrong_touch = False
+        for i in range(self._substeps):
+            # Move the kinematic hand smoothly so contacts see no teleport.
+            self.data.mocap_pos[self._hand_mocap] = start + (target - start) * (i + 1) / self._substeps
+            mujoco.mj_step(self.model, self.data)
+            touched = self._touched_block()
+            if touched is not None and self._touched is None:
+                self._touched = touched
+            if self.goal.family == "touch" and touched not in (None, self.goal.block):
+                wrong_touch = True
+        self._steps += 1
+        success = self._success()
+        terminated = (success and self.terminate_on_success) or (wrong_touch and not success)
+        truncated = self._steps >= self._max_episode_steps and not terminated
+        info = {
+            "success": success,
+            "is_success": success,
+            "task": self.goal.instruction,
+            "wrong_block_touched": wrong_touch,
+        }
+        return self._observation(), float(success), bool(terminated), bool(truncated), info
+
+    def _touched_block(self) -> str | None:
+        """The block a gripper geom is in contact with now (None if none)."""
+        for k in range(self.data.ncon):
+            c = self.data.contact[k]
+            pair = {int(c.geom1), int(c.geom2)}
+            if pair & self._hand_geoms:
+                for color, gid in self._block_geom.items():
+                    if gid in pair:
+                        return color
+        return None
+
+    def _success(self) -> bool:
+        goal = self.goal
+        if goal.family == "push":
+            block, zone = self.block_pos(goal.block), self.zone_pos(goal.zone)
+            dof = self._block_dofadr[goal.block]
+            speed = float(np.linalg.norm(self.data.qvel[dof : dof + 3]))
+            return bool(
+                np.linalg.norm(block[:2] - zone[:2]) < PUSH_SUCCESS_RADIUS
+                and block[2] < BLOCK_HALF + 0.01
+                and speed < PUSH_SUCCESS_SPEED
+            )
+        if goal.family == "touch":
+            return self._touched == goal.block
+        tcp, zone = self.tcp_pos, self.zone_pos(goal.zone)
+        return bool(np.linalg.norm(tcp[:2] - zone[:2]) < REACH_SUCCESS_RADIUS and tcp[2] < REACH_SUCCESS_HEIGHT)
+
+    def _observation(self) -> dict[str, Any]:
+        agent_pos = np.append(self.tcp_pos, self.gripper_opening).astype(np.float32)
+        if self.obs_type == "state":
+            blocks = np.concatenate([self.block_pos(c) for c in BLOCK_COLORS])
+            zones = np.concatenate([self.zone_pos(c)[:2] for c in ZONE_COLORS])
+            env_state = np.concatenate([blocks, zones]).astype(np.float32)
+            return {"agent_pos": agent_pos, "environment_state": env_state}
+        return {"pixels": {self.camera: self.render()}, "agent_pos": agent_pos}
+
+    def render(self) -> np.ndarray:
+        """The configured camera's current view, HxWx3 uint8, upright."""
+        if self._renderer is None:
+            self._renderer = CameraRenderer(self.model, self.camera, self.height, self.width)
+        return self._renderer.render(self.data)
+
+    def segmentation(self) -> np.ndarray:
+        """Geom id per pixel of the configured camera (tests use it to measure objects)."""
+        if self._renderer is None:
+            self._renderer = CameraRenderer(self.model, self.camera, self.height, self.width)
+        return self._renderer.segmentation(self.data)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
