@@ -62,9 +62,14 @@ def masked_diffusion_loss(
     return loss, {"masked_acc": acc, "masked_frac": m.mean(), "ce": (ce * m).sum() / n_masked}
 
 
-def causal_action_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Next-token CE: logits (B, L, K) already aligned so slot j is predicted from slot j-1."""
-    ce = F.cross_entropy(logits.transpose(1, 2), targets)
+def causal_action_loss(
+    logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Next-token CE over valid slots: logits (B, L, K) aligned so slot j is read before slot j."""
+    ce = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, L)
+    w = torch.ones_like(ce) if valid is None else valid.float()
+    n = w.sum().clamp_min(1.0)
+    loss = (ce * w).sum() / n
     with torch.no_grad():
-        acc = (logits.argmax(-1) == targets).float().mean()
-    return ce, {"masked_acc": acc, "masked_frac": torch.ones(()), "ce": ce.detach()}
+        acc = ((logits.argmax(-1) == targets).float() * w).sum() / n
+    return loss, {"masked_acc": acc, "masked_frac": w.mean(), "ce": loss.detach()}

@@ -159,19 +159,26 @@ class LLaDAVLA(nn.Module):
         return self._logits(hidden[:, plen:], hidden[:, plen - 1])
 
     # -- contract ------------------------------------------------------------------------
-    def compute_loss(self, obs: Observation, actions: torch.Tensor, generator: torch.Generator | None = None):
-        """actions (B, H, D) raw -> (loss, metrics). Only action slots are masked or scored."""
+    def compute_loss(self, obs: Observation, actions: torch.Tensor, generator: torch.Generator | None = None,
+                     action_valid: torch.Tensor | None = None):
+        """actions (B, H, D) raw -> (loss, metrics). Only action slots are masked or scored.
+
+        `action_valid` (B, H) bool marks real actions; padded ones (past an episode's end)
+        are always masked and never scored.
+        """
         cfg = self.cfg
         if actions.shape[1:] != (cfg.chunk_size, cfg.action_dim):
             raise ValueError(f"actions have shape {tuple(actions.shape)}; expected (B, {cfg.chunk_size}, {cfg.action_dim})")
         targets = self.action_tokenizer.to_bins(actions).flatten(1)  # (B, L)
+        slot_valid = None if action_valid is None else action_valid.bool().repeat_interleave(cfg.action_dim, 1)
         prefix, valid = self.embed_prefix(obs)
         if cfg.attention == "causal":
-            return causal_action_loss(self.forward_full(prefix, valid, targets), targets)
+            return causal_action_loss(self.forward_full(prefix, valid, targets), targets, slot_valid)
         p_mask, mask = sample_mask(targets.shape[0], targets.shape[1], cfg.mask_eps, generator, targets.device)
-        noised = torch.where(mask, MASK, targets)
-        logits = self.forward_full(prefix, valid, noised)
-        return masked_diffusion_loss(logits, targets, mask, p_mask, cfg.loss_weighting)
+        hidden = mask if slot_valid is None else mask | ~slot_valid
+        logits = self.forward_full(prefix, valid, torch.where(hidden, MASK, targets))
+        scored = mask if slot_valid is None else mask & slot_valid
+        return masked_diffusion_loss(logits, targets, scored, p_mask, cfg.loss_weighting)
 
     def encode_prefix(self, prefix: torch.Tensor, valid: torch.Tensor) -> tuple[KVCache, torch.Tensor]:
         """Run the prefix once -> (its keys/values, hidden of SEP (B, d)). Exact in prefix/causal mode."""

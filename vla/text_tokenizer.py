@@ -101,6 +101,18 @@ class TextTokenizer:
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else sep_id
         return cls(tok, pad_id, sep_id, mask_id, hf=True)
 
+    @classmethod
+    def from_json(cls, text: str) -> TextTokenizer:
+        """Rebuild a trained tokenizer from `to_json()` (it travels inside a policy config)."""
+        from tokenizers import Tokenizer
+
+        return cls._from_tokenizers(Tokenizer.from_str(text))
+
+    def to_json(self) -> str:
+        if self._hf:
+            raise ValueError("a Hugging Face tokenizer directory is referenced by path, not serialized")
+        return self.backend.to_str()
+
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,142 @@
+"""LeRobot configuration of the `llada_vla` policy (LeRobot 0.4.4 plugin naming).
+
+Load with `--policy.discover_packages_path=vla.policies --policy.type=llada_vla`. Every
+field maps onto `vla.model.VLAConfig` (`to_vla_config`); scale is a config value, so the
+tiny CPU preset and the LLaDA-8B paper preset are the same class with other numbers
+(named presets: `configs/*.json`).
+
+Normalization: actions use QUANTILES (q01/q99 -> [-1, 1], the action tokenizer's bins
+then cover [-1, 1]); state uses MEAN_STD; images stay in [0, 1] (the vision tower applies
+the encoder's own mean/std).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.configs.types import NormalizationMode
+from lerobot.optim.optimizers import AdamWConfig
+from lerobot.optim.schedulers import CosineDecayWithWarmupSchedulerConfig
+
+from vla.backbone import ATTENTION_MODES
+from vla.decoders import DECODERS
+from vla.lsc import LOSS_WEIGHTINGS
+
+
+@PreTrainedConfig.register_subclass("llada_vla")
+@dataclass
+class LLaDAVLAConfig(PreTrainedConfig):
+    # -- action chunking -------------------------------------------------------------
+    chunk_size: int = 5  # H: actions predicted per chunk (paper: 5)
+    n_action_steps: int = 5  # actions executed from each chunk before predicting again (<= chunk_size)
+    num_bins: int = 32  # K: action tokens shared by all dims (paper: 32; OpenVLA: 256)
+    # -- decoding ----------------------------------------------------------------------
+    decoder: str = "had"  # had | low_confidence | threshold | ar
+    decode_steps: int | None = 10  # forwards per chunk (paper: 10 for 5 actions); None = one per slot
+    temperature: float = 0.0  # Gumbel noise on proposals; 0 = greedy
+    threshold: float = 0.9  # confidence threshold of the `threshold` decoder
+    remask: float | None = None  # secondary-remasking threshold (Discrete Diffusion VLA); None = off
+    attention: str = "prefix"  # prefix (cached prefix) | full (LLaDA's) | causal (AR baseline)
+    # -- vision --------------------------------------------------------------------------
+    vision_encoder: str = "vit_tiny_patch16_224"  # any timm model name
+    vision_kwargs: dict = field(default_factory=lambda: {"depth": 4})  # extra timm kwargs
+    image_size: int = 96  # encoder input resolution (images are resized to it)
+    vision_weights_path: str | None = None  # local timm-format weights; None = random init
+    freeze_vision: bool = False
+    # -- backbone ------------------------------------------------------------------------
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    n_kv_heads: int | None = None
+    mlp_hidden: int = 704
+    rope_theta: float = 10000.0
+    vocab_size: int | None = None  # text embedding rows; None = the tokenizer's size (LLaDA-8B: 126464)
+    backbone_path: str | None = None  # local LLaDA / LLaDA-V checkpoint dir; overrides the sizes above
+    lora_rank: int = 0  # > 0: freeze the backbone and train LoRA adapters of this rank (peft)
+    lora_alpha: int = 16
+    gradient_checkpointing: bool = False
+    # -- language ------------------------------------------------------------------------
+    tokenizer_path: str | None = None  # local HF tokenizer dir (LLaDA's); None = train one on the tasks
+    tokenizer_vocab_size: int = 512  # size of the trained tokenizer
+    max_text_len: int = 32  # instruction tokens kept
+    paraphrase_prob: float = 0.5  # training: chance to swap a task for one of its paraphrases
+    # Filled automatically when the policy is built (do not set by hand): the trained
+    # tokenizer (JSON, so it travels inside config.json) and the dataset's paraphrases.
+    tokenizer_json: str | None = None
+    paraphrases: dict = field(default_factory=dict)
+    # -- inputs and training ---------------------------------------------------------------
+    use_state: bool = True  # add observation.state as one token (the paper uses none)
+    loss_weighting: str = "mean"  # mean (1/|M|) | inv_t (LLaDA's 1/t)
+    mask_eps: float = 1e-3
+    use_bf16: bool | None = None  # bf16 autocast; None = on for CUDA and AMX CPUs
+    normalization_mapping: dict = field(
+        default_factory=lambda: {
+            "VISUAL": NormalizationMode.IDENTITY,
+            "STATE": NormalizationMode.MEAN_STD,
+            "ACTION": NormalizationMode.QUANTILES,
+        }
+    )
+    optimizer_lr: float = 3e-4
+    optimizer_weight_decay: float = 0.01
+    optimizer_grad_clip_norm: float = 1.0
+    scheduler_warmup_steps: int = 200
+    scheduler_decay_steps: int = 30_000
+    scheduler_decay_lr: float = 3e-5
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 1 <= self.n_action_steps <= self.chunk_size:
+            raise ValueError(
+                f"n_action_steps={self.n_action_steps} must be in [1, chunk_size={self.chunk_size}]: "
+                "a policy cannot execute more actions than it predicts"
+            )
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder='{self.decoder}'; choose from {sorted(DECODERS)}")
+        if self.attention not in ATTENTION_MODES:
+            raise ValueError(f"attention='{self.attention}'; choose from {ATTENTION_MODES}")
+        if self.attention == "causal" and (self.decoder != "ar" or self.decode_steps is not None):
+            raise ValueError(
+                "attention='causal' is the autoregressive baseline: set decoder='ar' and "
+                "decode_steps=null (one slot per forward)"
+            )
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"loss_weighting='{self.loss_weighting}'; choose from {LOSS_WEIGHTINGS}")
+        if self.num_bins < 2 or self.chunk_size < 1:
+            raise ValueError(f"num_bins={self.num_bins} must be >= 2 and chunk_size={self.chunk_size} >= 1")
+        if self.lora_rank < 0:
+            raise ValueError(f"lora_rank={self.lora_rank} must be >= 0 (0 disables LoRA)")
+        if not 0.0 <= self.paraphrase_prob <= 1.0:
+            raise ValueError(f"paraphrase_prob={self.paraphrase_prob} must lie in [0, 1]")
+
+    # -- LeRobot interface -----------------------------------------------------------------
+    @property
+    def observation_delta_indices(self) -> None:
+        return None
+
+    @property
+    def action_delta_indices(self) -> list[int]:
+        return list(range(self.chunk_size))
+
+    @property
+    def reward_delta_indices(self) -> None:
+        return None
+
+    def get_optimizer_preset(self) -> AdamWConfig:
+        return AdamWConfig(lr=self.optimizer_lr, weight_decay=self.optimizer_weight_decay,
+                           grad_clip_norm=self.optimizer_grad_clip_norm)
+
+    def get_scheduler_preset(self) -> CosineDecayWithWarmupSchedulerConfig:
+        return CosineDecayWithWarmupSchedulerConfig(
+            peak_lr=self.optimizer_lr, decay_lr=self.scheduler_decay_lr,
+            num_warmup_steps=self.scheduler_warmup_steps, num_decay_steps=self.scheduler_decay_steps,
+        )
+
+    def validate_features(self) -> None:
+        if not self.image_features:
+            raise ValueError(
+                "llada_vla needs at least one image feature (observation.image or observation.images.<cam>); "
+                f"the dataset provides {sorted(self.input_features or {})}"
+            )
+        if self.action_feature is None:
+            raise ValueError("llada_vla needs an 'action' output feature")

@@ -1,0 +1,167 @@
+"""LeRobot policy `llada_vla`: `vla.model.LLaDAVLA` behind LeRobot's PreTrainedPolicy API.
+
+- `forward(batch)` -> (loss, metrics): masked-diffusion loss with LSC (next-token loss
+  for the causal AR baseline); metrics include masked-token accuracy.
+- `predict_action_chunk(batch)` -> (B, H, D) normalized actions (the postprocessor
+  unnormalizes); `select_action` serves them one by one from a queue of n_action_steps.
+
+The instruction tokenizer is part of the policy: a local HF tokenizer (`tokenizer_path`)
+or one trained on the dataset's tasks (and paraphrases) when the policy is first built,
+stored as JSON in the config so `save_pretrained` / `from_pretrained` carry it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import deque
+from pathlib import Path
+
+import torch
+from lerobot.policies.pretrained import PreTrainedPolicy
+from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
+
+from vla.backbone import BackboneConfig
+from vla.decoders import DecodeConfig
+from vla.device import use_bf16_autocast
+from vla.model import LLaDAVLA, Observation, VLAConfig
+from vla.text_tokenizer import TextTokenizer
+from vla.vision import VisionConfig
+
+from .configuration_llada_vla import LLaDAVLAConfig
+
+PARAPHRASES_FILE = "meta/paraphrases.json"  # {canonical task: [paraphrase, ...]} in a dataset root
+LORA_TARGETS = r".*blocks\.\d+\.(q_proj|k_proj|v_proj|attn_out|ff_proj|up_proj|ff_out)"
+
+
+def build_tokenizer(config: LLaDAVLAConfig, dataset_meta=None) -> TextTokenizer:
+    """The policy's instruction tokenizer; trains (and records) one when none is configured."""
+    if config.tokenizer_path:
+        return TextTokenizer.load(config.tokenizer_path)
+    if config.tokenizer_json:
+        return TextTokenizer.from_json(config.tokenizer_json)
+    if dataset_meta is None:
+        raise ValueError(
+            "llada_vla has no tokenizer yet: build it from a dataset (it trains one on the tasks) "
+            "or set policy.tokenizer_path to a local tokenizer directory"
+        )
+    root = Path(getattr(dataset_meta, "root", "") or "")
+    if (root / PARAPHRASES_FILE).is_file() and not config.paraphrases:
+        config.paraphrases = json.loads((root / PARAPHRASES_FILE).read_text())
+    tasks = list(dataset_meta.tasks.index) if hasattr(dataset_meta.tasks, "index") else list(dataset_meta.tasks)
+    texts = tasks + [p for ps in config.paraphrases.values() for p in ps]
+    tokenizer = TextTokenizer.train(texts, vocab_size=config.tokenizer_vocab_size)
+    config.tokenizer_json = tokenizer.to_json()
+    return tokenizer
+
+
+def to_vla_config(config: LLaDAVLAConfig, tokenizer: TextTokenizer) -> VLAConfig:
+    action_dim = config.action_feature.shape[0]
+    state = config.robot_state_feature
+    return VLAConfig(
+        vision=VisionConfig(encoder=config.vision_encoder, image_size=config.image_size,
+                            cameras=tuple(config.image_features), weights_path=config.vision_weights_path,
+                            freeze=config.freeze_vision, encoder_kwargs=dict(config.vision_kwargs)),
+        backbone=BackboneConfig(d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads,
+                                n_kv_heads=config.n_kv_heads, mlp_hidden=config.mlp_hidden,
+                                vocab_size=max(tokenizer.vocab_size, config.vocab_size or 0),
+                                rope_theta=config.rope_theta),
+        decoder=DecodeConfig(name=config.decoder, steps=config.decode_steps, temperature=config.temperature,
+                             threshold=config.threshold, remask=config.remask),
+        chunk_size=config.chunk_size, action_dim=action_dim, num_bins=config.num_bins,
+        state_dim=state.shape[0] if (config.use_state and state is not None) else 0,
+        attention=config.attention, loss_weighting=config.loss_weighting, mask_eps=config.mask_eps,
+        max_text_len=config.max_text_len, backbone_path=config.backbone_path,
+        pad_token_id=tokenizer.pad_id, sep_token_id=tokenizer.sep_id, mask_token_id=tokenizer.mask_id,
+    )
+
+
+class LLaDAVLAPolicy(PreTrainedPolicy):
+    config_class = LLaDAVLAConfig
+    name = "llada_vla"
+
+    def __init__(self, config: LLaDAVLAConfig, dataset_stats=None, dataset_meta=None, **kwargs):
+        super().__init__(config)
+        config.validate_features()
+        self.tokenizer = build_tokenizer(config, dataset_meta)
+        self.model = LLaDAVLA(to_vla_config(config, self.tokenizer))
+        self.model.backbone.gradient_checkpointing = config.gradient_checkpointing
+        if config.lora_rank > 0:
+            self._add_lora()
+        self._queue: deque[torch.Tensor] = deque()
+
+    def _add_lora(self) -> None:
+        """LoRA on every backbone linear; only the K action rows of wte / ff_out stay trainable."""
+        from peft import LoraConfig, inject_adapter_in_model
+
+        bb = self.model.backbone
+        for p in bb.parameters():
+            p.requires_grad_(False)
+        inject_adapter_in_model(LoraConfig(r=self.config.lora_rank, lora_alpha=self.config.lora_alpha,
+                                           target_modules=LORA_TARGETS, lora_dropout=0.0), bb)
+        offset = self.model.action_tokenizer.offset
+        for weight in (bb.wte.weight, bb.ff_out.weight):
+            weight.requires_grad_(True)
+            weight.register_hook(lambda g, o=offset: torch.cat([torch.zeros_like(g[:o]), g[o:]]))
+
+    def get_optim_params(self):
+        if self.config.lora_rank == 0:
+            return self.parameters()
+        frozen_rows = {id(self.model.backbone.wte.weight), id(self.model.backbone.ff_out.weight)}
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        return [  # no weight decay on the partly frozen embedding / head (it would move text rows)
+            {"params": [p for p in trainable if id(p) not in frozen_rows]},
+            {"params": [p for p in trainable if id(p) in frozen_rows], "weight_decay": 0.0},
+        ]
+
+    def reset(self) -> None:
+        self._queue.clear()
+
+    def _autocast(self, device: torch.device):
+        enabled = use_bf16_autocast(device, self.config.use_bf16)
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def _observation(self, batch: dict, augment: bool = False) -> Observation:
+        images = {key: batch[key] for key in self.config.image_features}
+        device = next(iter(images.values())).device
+        tasks = batch.get("task")
+        if augment and tasks is not None and self.config.paraphrases and self.config.paraphrase_prob > 0:
+            tasks = [random.choice(self.config.paraphrases[t]) if t in self.config.paraphrases
+                     and random.random() < self.config.paraphrase_prob else t for t in tasks]
+            ids, mask = self.tokenizer(tasks, self.config.max_text_len)
+        elif OBS_LANGUAGE_TOKENS in batch:
+            ids, mask = batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK]
+        elif tasks is not None:
+            ids, mask = self.tokenizer([tasks] if isinstance(tasks, str) else list(tasks), self.config.max_text_len)
+        else:
+            raise KeyError(f"batch has neither '{OBS_LANGUAGE_TOKENS}' nor 'task'; keys: {sorted(batch)}")
+        state = batch.get(OBS_STATE) if self.model.cfg.state_dim > 0 else None
+        return Observation(images, ids.to(device), mask.to(device).bool(), state)
+
+    def forward(self, batch: dict, reduction: str = "mean") -> tuple[torch.Tensor, dict]:
+        obs = self._observation(batch, augment=self.training)
+        valid = batch.get(f"{ACTION}_is_pad")
+        valid = None if valid is None else ~valid.bool()
+        with self._autocast(obs.text_ids.device):
+            loss, metrics = self.model.compute_loss(obs, batch[ACTION], action_valid=valid)
+        return loss, {k: float(v.detach()) for k, v in metrics.items()}
+
+    @torch.no_grad()
+    def predict_action_chunk(self, batch: dict, **kwargs) -> torch.Tensor:
+        """-> (B, chunk_size, D) actions in normalized units."""
+        obs = self._observation(batch)
+        with self._autocast(obs.text_ids.device):
+            actions, _ = self.model.sample_actions(obs, generator=kwargs.get("generator"))
+        return actions.float()
+
+    @torch.no_grad()
+    def select_action(self, batch: dict, **kwargs) -> torch.Tensor:
+        """-> (B, D): the next queued action; a new chunk is predicted when the queue is empty."""
+        if not self._queue:
+            chunk = self.predict_action_chunk(batch, **kwargs)[:, : self.config.n_action_steps]
+            self._queue.extend(chunk.transpose(0, 1))  # n_action_steps tensors of (B, D)
+        return self._queue.popleft()
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        super()._save_pretrained(save_directory)
+        self.tokenizer.save(save_directory)  # also as a standalone file for inspection / reuse

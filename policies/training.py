@@ -1,0 +1,99 @@
+"""Training through LeRobot's own loop (`lerobot-train`), made crash-safe.
+
+`run_lerobot_train(argv)` runs lerobot 0.4.4's `lerobot_train.main` (accelerate, resume,
+logging all LeRobot's) with two changes that make a crash never leave a checkpoint that
+resume would pick half-written:
+
+- a checkpoint is written into `<step>.partial/`, fsynced, then renamed to `<step>/`;
+- the `last` link is replaced with an atomic `os.replace` of a fresh symlink (LeRobot
+  unlinks it first, so a crash between the two calls loses `last`).
+
+Leftover `*.partial` directories from a killed run are removed when the next run starts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+LAST = "last"
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_save(save_checkpoint):
+    """Wrap LeRobot's `save_checkpoint(checkpoint_dir, ...)` to write then rename."""
+
+    def save(checkpoint_dir: Path, *args, **kwargs):
+        checkpoint_dir = Path(checkpoint_dir)
+        partial = checkpoint_dir.with_name(checkpoint_dir.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        save_checkpoint(partial, *args, **kwargs)
+        _fsync_tree(partial)
+        if checkpoint_dir.exists():  # same step saved again (e.g. a resumed run's final step)
+            shutil.rmtree(checkpoint_dir)
+        os.replace(partial, checkpoint_dir)
+
+    return save
+
+
+def atomic_update_last(checkpoint_dir: Path) -> Path:
+    """Point `checkpoints/last` at `checkpoint_dir` without a moment where it is missing."""
+    checkpoint_dir = Path(checkpoint_dir)
+    link, tmp = checkpoint_dir.parent / LAST, checkpoint_dir.parent / f".{LAST}.tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(checkpoint_dir.name)
+    os.replace(tmp, link)
+    return link
+
+
+def remove_partial_checkpoints(output_dir: Path) -> list[Path]:
+    removed = sorted((Path(output_dir) / "checkpoints").glob("*.partial"))
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
+def install_atomic_checkpointing() -> None:
+    from lerobot.scripts import lerobot_train
+
+    if not getattr(lerobot_train.save_checkpoint, "_vla_atomic", False):
+        lerobot_train.save_checkpoint = atomic_save(lerobot_train.save_checkpoint)
+        lerobot_train.save_checkpoint._vla_atomic = True
+        lerobot_train.update_last_checkpoint = atomic_update_last
+
+
+def _output_dir_from(argv: list[str]) -> Path | None:
+    for arg in argv:
+        if arg.startswith("--output_dir="):
+            return Path(arg.split("=", 1)[1])
+        if arg.startswith("--config_path=") and arg.endswith("train_config.json"):
+            return Path(arg.split("=", 1)[1]).parents[3]  # <out>/checkpoints/<step>/pretrained_model/
+    return None
+
+
+def run_lerobot_train(argv: list[str]) -> None:
+    """Run `lerobot-train` with our plugin discovered, offline, and atomic checkpoints."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    install_atomic_checkpointing()
+    out = _output_dir_from(argv)
+    if out is not None and (out / "checkpoints").exists():
+        remove_partial_checkpoints(out)
+    if not any(a.startswith("--policy.discover_packages_path") for a in argv):
+        argv = [*argv, "--policy.discover_packages_path=vla.policies"]
+    from lerobot.scripts import lerobot_train
+
+    sys.argv = ["lerobot-train", *argv]
+    lerobot_train.main()

@@ -1,0 +1,30 @@
+"""Train LLaDA-VLA with LeRobot's training loop from a named preset.
+
+    python scripts/train.py --config configs/tabletop_tiny_cpu.json --dataset.root=DIR [--key=value ...]
+    python scripts/train.py --config_path=OUT/checkpoints/last/pretrained_model/train_config.json --resume=true
+
+Any `lerobot-train` option may follow as an override. Checkpoints are written atomically
+(see vla.policies.training); the resolved config is saved with every checkpoint.
+"""
+
+import sys
+
+from vla.policies.training import run_lerobot_train
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return
+    if argv and argv[0] == "--config":
+        if len(argv) < 2:
+            sys.exit("--config needs a preset path, e.g. configs/tabletop_tiny_cpu.json")
+        argv = [f"--config_path={argv[1]}", *argv[2:]]
+    elif argv and argv[0].startswith("--config="):
+        argv = [f"--config_path={argv[0].split('=', 1)[1]}", *argv[1:]]
+    run_lerobot_train(argv)
+
+
+if __name__ == "__main__":
+    main()
