@@ -1,0 +1,119 @@
+"""Training through LeRobot's loop: CLI + wrapper, resume, SIGKILL safety, atomic checkpoints."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vla.policies.training import atomic_save, atomic_update_last, remove_partial_checkpoints
+
+from .lerobot_data import write_reach_dataset
+
+ROOT = Path(__file__).parents[1]
+PY = sys.executable
+LEROBOT_TRAIN = str(Path(PY).parent / "lerobot-train")
+SMALL = ["--policy.image_size=32", "--policy.d_model=64", "--policy.n_layers=2", "--policy.n_heads=4",
+         "--policy.mlp_hidden=128", "--policy.vision_kwargs={depth: 1}", "--policy.use_bf16=false"]
+
+
+def env():
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train") / "reach"
+    write_reach_dataset(root, episodes=4, frames=8)  # 32 frames
+    return root
+
+
+def run(args, timeout=300, **kw):
+    proc = subprocess.run(args, env=env(), capture_output=True, text=True, timeout=timeout, **kw)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def data_args(data):
+    return [f"--dataset.root={data}", "--dataset.repo_id=local/reach"]
+
+
+def test_preset_trains_saves_reloads_and_resumes_in_under_two_minutes(data, tmp_path):
+    start = time.time()
+    out = tmp_path / "run"
+    # 1) our wrapper with the tiny preset (2 steps), 2) reload, 3) resume with plain lerobot-train
+    run([PY, str(ROOT / "scripts" / "train.py"), "--config", str(ROOT / "configs" / "tabletop_tiny_cpu.json"),
+         *data_args(data), "--steps=2", "--save_freq=2", "--batch_size=4", f"--output_dir={out}"])
+    last = out / "checkpoints" / "last" / "pretrained_model"
+    assert (last / "model.safetensors").is_file() and (last / "train_config.json").is_file()
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from vla.policies.modeling_llada_vla import LLaDAVLAPolicy
+
+    policy = LLaDAVLAPolicy.from_pretrained(last)
+    pre, post = make_pre_post_processors(policy.config, pretrained_path=str(last))
+    obs = {"observation.images.front": torch.rand(3, 96, 96), "observation.state": torch.zeros(2),
+           "task": "move to the red square"}
+    action = post(policy.select_action(pre(obs)))
+    assert action.shape == (1, 2) and torch.isfinite(action).all()
+    run([LEROBOT_TRAIN, f"--config_path={last / 'train_config.json'}", "--resume=true", "--steps=4",
+         "--policy.discover_packages_path=vla.policies"])
+    assert (out / "checkpoints" / "000004" / "pretrained_model" / "model.safetensors").is_file()
+    assert os.readlink(out / "checkpoints" / "last") == "000004"
+    assert time.time() - start < 120
+
+
+def test_sigkill_then_resume_ends_with_the_same_parameters(data, tmp_path):
+    """Global batch = whole dataset, so each step is one epoch and resume replays exactly."""
+    common = [PY, str(ROOT / "scripts" / "train.py"), *data_args(data), "--policy.type=llada_vla",
+              "--policy.device=cpu", "--policy.push_to_hub=false", "--wandb.enable=false", "--batch_size=32",
+              "--num_workers=0", "--seed=3", "--steps=24", "--save_freq=4", *SMALL]
+    run([*common, f"--output_dir={tmp_path / 'straight'}"])
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*common, f"--output_dir={killed}"], env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (killed / "checkpoints" / "000008").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    last = killed / "checkpoints" / "last"
+    step = int(os.readlink(last))
+    assert 8 <= step < 24  # killed mid-run; `last` points at a complete checkpoint
+    assert (last / "training_state" / "training_step.json").is_file()
+    run([PY, str(ROOT / "scripts" / "train.py"),
+         f"--config_path={last / 'pretrained_model' / 'train_config.json'}", "--resume=true"])
+    a = load_file(str(tmp_path / "straight" / "checkpoints" / "000024" / "pretrained_model" / "model.safetensors"))
+    b = load_file(str(killed / "checkpoints" / "000024" / "pretrained_model" / "model.safetensors"))
+    diff = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert diff <= 1e-6, f"resumed parameters differ by {diff}"
+
+
+def test_a_crash_while_saving_never_leaves_a_checkpoint_resume_would_pick(tmp_path):
+    ckpts = tmp_path / "checkpoints"
+
+    def good_save(d, step):
+        (d / "pretrained_model").mkdir(parents=True)
+        (d / "pretrained_model" / "model.safetensors").write_text(str(step))
+
+    def crashing_save(d, step):
+        (d / "pretrained_model").mkdir(parents=True)
+        raise KeyboardInterrupt("killed while writing")
+
+    atomic_save(good_save)(ckpts / "000002", 2)
+    atomic_update_last(ckpts / "000002")
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save(crashing_save)(ckpts / "000004", 4)
+    assert not (ckpts / "000004").exists() and (ckpts / "000004.partial").exists()
+    assert os.readlink(ckpts / "last") == "000002"
+    assert (ckpts / "last" / "pretrained_model" / "model.safetensors").read_text() == "2"
+    assert remove_partial_checkpoints(tmp_path) == [ckpts / "000004.partial"]
+    atomic_save(good_save)(ckpts / "000004", 4)
+    atomic_update_last(ckpts / "000004")
+    assert os.readlink(ckpts / "last") == "000004" and not list(ckpts.glob("*.partial"))
