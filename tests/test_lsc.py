@@ -46,3 +46,11 @@ def test_causal_loss_is_plain_ce():
     logits, targets = torch.randn(3, 7, 8), torch.randint(0, 8, (3, 7))
     loss, _ = causal_action_loss(logits, targets)
     assert torch.allclose(loss, torch.nn.functional.cross_entropy(logits.reshape(-1, 8), targets.reshape(-1)))
+
+
+def test_seeded_masks_depend_on_the_sample_seed_only():
+    seeds = torch.tensor([5, 9, 11, 5])
+    p, m = sample_mask(4, 35, seeds=seeds)
+    p2, m2 = sample_mask(2, 35, seeds=seeds[[3, 1]])  # another batch composition
+    assert torch.equal(m[0], m[3]) and torch.equal(m[3], m2[0]) and torch.equal(m[1], m2[1])
+    assert p[0] == p2[0] and not torch.equal(m[0], m[1])

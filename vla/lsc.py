@@ -32,16 +32,27 @@ def lsc_logits(hidden: torch.Tensor, head_weight: torch.Tensor, offset: int, num
 
 
 def sample_mask(
-    batch: int, length: int, eps: float = 1e-3, generator: torch.Generator | None = None, device=None
+    batch: int, length: int, eps: float = 1e-3, generator: torch.Generator | None = None, device=None,
+    seeds: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward process: p_mask = (1 - eps) u + eps, u ~ U(0, 1) per sample (LLaDA eq. 3).
 
-    Returns p_mask (B,) and the mask (B, L) bool (True = slot replaced by [MASK]).
+    Returns p_mask (B,) and the mask (B, L) bool (True = slot replaced by [MASK]). With
+    `seeds` (B,), sample b's draw depends on seeds[b] only, so a sample is masked the same
+    way whatever batch, process count or resume it is seen in.
     """
-    u = torch.rand(batch, generator=generator, device=device)
+    if seeds is not None:
+        draws = []
+        for seed in seeds.tolist():
+            g = torch.Generator().manual_seed(int(seed) % (2**63))
+            draws.append(torch.rand(1 + length, generator=g))
+        draws = torch.stack(draws).to(device)
+        u, r = draws[:, 0], draws[:, 1:]
+    else:
+        u = torch.rand(batch, generator=generator, device=device)
+        r = torch.rand(batch, length, generator=generator, device=device)
     p_mask = (1.0 - eps) * u + eps
-    mask = torch.rand(batch, length, generator=generator, device=device) < p_mask[:, None]
-    return p_mask, mask
+    return p_mask, r < p_mask[:, None]
 
 
 def masked_diffusion_loss(

@@ -160,11 +160,12 @@ class LLaDAVLA(nn.Module):
 
     # -- contract ------------------------------------------------------------------------
     def compute_loss(self, obs: Observation, actions: torch.Tensor, generator: torch.Generator | None = None,
-                     action_valid: torch.Tensor | None = None):
+                     action_valid: torch.Tensor | None = None, sample_seeds: torch.Tensor | None = None):
         """actions (B, H, D) raw -> (loss, metrics). Only action slots are masked or scored.
 
         `action_valid` (B, H) bool marks real actions; padded ones (past an episode's end)
-        are always masked and never scored.
+        are always masked and never scored. `sample_seeds` (B,) make each sample's mask a
+        function of its seed alone (see `vla.lsc.sample_mask`).
         """
         cfg = self.cfg
         if actions.shape[1:] != (cfg.chunk_size, cfg.action_dim):
@@ -174,7 +175,8 @@ class LLaDAVLA(nn.Module):
         prefix, valid = self.embed_prefix(obs)
         if cfg.attention == "causal":
             return causal_action_loss(self.forward_full(prefix, valid, targets), targets, slot_valid)
-        p_mask, mask = sample_mask(targets.shape[0], targets.shape[1], cfg.mask_eps, generator, targets.device)
+        p_mask, mask = sample_mask(targets.shape[0], targets.shape[1], cfg.mask_eps, generator, targets.device,
+                                   sample_seeds)
         hidden = mask if slot_valid is None else mask | ~slot_valid
         logits = self.forward_full(prefix, valid, torch.where(hidden, MASK, targets))
         scored = mask if slot_valid is None else mask & slot_valid
