@@ -69,6 +69,10 @@ class LLaDAVLAConfig(PreTrainedConfig):
     use_state: bool = True  # add observation.state as one token (the paper uses none)
     loss_weighting: str = "mean"  # mean (1/|M|) | inv_t (LLaDA's 1/t)
     mask_eps: float = 1e-3
+    # Mask (and paraphrase) each training sample from a seed of (frame index, training
+    # step): the same draws whatever the batch split, process count or resume (falls back
+    # to the global RNG when the batch has no `index`).
+    deterministic_masking: bool = True
     use_bf16: bool | None = None  # bf16 autocast; None = on for CUDA and AMX CPUs
     normalization_mapping: dict = field(
         default_factory=lambda: {

@@ -89,6 +89,8 @@ class LLaDAVLAPolicy(PreTrainedPolicy):
         if config.lora_rank > 0:
             self._add_lora()
         self._queue: deque[torch.Tensor] = deque()
+        # training forwards so far (saved with the weights, so a resumed run keeps counting)
+        self.register_buffer("train_forwards", torch.zeros((), dtype=torch.long))
 
     def _add_lora(self) -> None:
         """LoRA on every backbone linear; only the K action rows of wte / ff_out stay trainable."""
@@ -121,13 +123,21 @@ class LLaDAVLAPolicy(PreTrainedPolicy):
         enabled = use_bf16_autocast(device, self.config.use_bf16)
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    def _observation(self, batch: dict, augment: bool = False) -> Observation:
+    def _paraphrase(self, tasks: list[str], seeds: list[int] | None) -> list[str]:
+        """Training-time augmentation: each task becomes one of its paraphrases with paraphrase_prob."""
+        out = []
+        for i, task in enumerate(tasks):
+            rng = random.Random(seeds[i]) if seeds is not None else random
+            options = self.config.paraphrases.get(task)
+            out.append(rng.choice(options) if options and rng.random() < self.config.paraphrase_prob else task)
+        return out
+
+    def _observation(self, batch: dict, augment: bool = False, seeds: torch.Tensor | None = None) -> Observation:
         images = {key: batch[key] for key in self.config.image_features}
         device = next(iter(images.values())).device
         tasks = batch.get("task")
         if augment and tasks is not None and self.config.paraphrases and self.config.paraphrase_prob > 0:
-            tasks = [random.choice(self.config.paraphrases[t]) if t in self.config.paraphrases
-                     and random.random() < self.config.paraphrase_prob else t for t in tasks]
+            tasks = self._paraphrase(list(tasks), None if seeds is None else seeds.tolist())
             ids, mask = self.tokenizer(tasks, self.config.max_text_len)
         elif OBS_LANGUAGE_TOKENS in batch:
             ids, mask = batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK]
@@ -139,11 +149,16 @@ class LLaDAVLAPolicy(PreTrainedPolicy):
         return Observation(images, ids.to(device), mask.to(device).bool(), state)
 
     def forward(self, batch: dict, reduction: str = "mean") -> tuple[torch.Tensor, dict]:
-        obs = self._observation(batch, augment=self.training)
+        seeds = None
+        if self.training and self.config.deterministic_masking and "index" in batch:
+            seeds = batch["index"].long().cpu() * 1_000_003 + int(self.train_forwards) * 7_919 + 17
+        if self.training:
+            self.train_forwards += 1
+        obs = self._observation(batch, augment=self.training, seeds=seeds)
         valid = batch.get(f"{ACTION}_is_pad")
         valid = None if valid is None else ~valid.bool()
         with self._autocast(obs.text_ids.device):
-            loss, metrics = self.model.compute_loss(obs, batch[ACTION], action_valid=valid)
+            loss, metrics = self.model.compute_loss(obs, batch[ACTION], action_valid=valid, sample_seeds=seeds)
         return loss, {k: float(v.detach()) for k, v in metrics.items()}
 
     @torch.no_grad()

@@ -117,3 +117,42 @@ def test_a_crash_while_saving_never_leaves_a_checkpoint_resume_would_pick(tmp_pa
     atomic_save(good_save)(ckpts / "000004", 4)
     atomic_update_last(ckpts / "000004")
     assert os.readlink(ckpts / "last") == "000004" and not list(ckpts.glob("*.partial"))
+
+
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(data, tmp_path):
+    """accelerate launch, 2 CPU processes x 16 vs 1 process x 32: the same loss curve.
+
+    Masks and paraphrases are drawn per sample from (frame index, step) and the loss is the
+    per-sample (inv_t) mean, so DDP's average of the two halves is the full-batch gradient.
+    """
+    common = [*data_args(data), "--policy.type=llada_vla", "--policy.device=cpu", "--policy.push_to_hub=false",
+              "--wandb.enable=false", "--num_workers=0", "--seed=7", "--steps=6", "--save_freq=2",
+              "--policy.loss_weighting=inv_t", *SMALL]
+    run([PY, str(ROOT / "scripts" / "train.py"), *common, "--batch_size=32", f"--output_dir={tmp_path / 'one'}"])
+    accelerate = str(Path(PY).parent / "accelerate")
+    proc = run([accelerate, "launch", "--multi_gpu", "--num_processes=2", "--num_machines=1", "--mixed_precision=no",
+                "--dynamo_backend=no", str(ROOT / "scripts" / "train.py"), *common, "--batch_size=16",
+                f"--output_dir={tmp_path / 'two'}"])
+    assert "Effective batch size: 16 x 2 = 32" in proc.stdout + proc.stderr
+
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from vla.policies.modeling_llada_vla import LLaDAVLAPolicy
+
+    ds = LeRobotDataset("local/reach", root=data, delta_timestamps={"action": [i / 10 for i in range(5)]})
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=32, shuffle=False)))
+    curves = {}
+    for run_name in ("one", "two"):
+        curve = []
+        for step in (2, 4, 6):
+            path = tmp_path / run_name / "checkpoints" / f"{step:06d}" / "pretrained_model"
+            policy = LLaDAVLAPolicy.from_pretrained(path)
+            pre, _ = make_pre_post_processors(policy.config, pretrained_path=str(path))
+            policy.train()
+            policy.train_forwards.zero_()  # the same masks for every checkpoint
+            with torch.no_grad():
+                curve.append(policy.forward(pre(dict(batch)))[0].item())
+        curves[run_name] = curve
+    assert curves["one"][0] != curves["one"][2]  # the curve moves
+    assert max(abs(a - b) for a, b in zip(curves["one"], curves["two"], strict=True)) <= 1e-4, curves
