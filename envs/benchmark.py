@@ -166,16 +166,7 @@ def render_section(results: dict) -> str:
 
 
 def write_section(path: str | Path, section: str) -> None:
-    """Replace (or append) the `## Simulation` section of a markdown file, leaving the
-    other sections untouched."""
-    path = Path(path)
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        tail = "".join(lines[end:])
-        text = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
-    path.write_text(text)
+    """Replace (or append) the `## Simulation` section of a markdown file."""
+    from vla.bench_report import write_section as write
+
+    write(path, SECTION, section)

@@ -84,10 +84,13 @@ def _output_dir_from(argv: list[str]) -> Path | None:
     return None
 
 
-def run_lerobot_train(argv: list[str]) -> None:
-    """Run `lerobot-train` with our plugin discovered, offline, and atomic checkpoints."""
+def run_lerobot_train(argv: list[str], cache_frames: bool = True) -> None:
+    """Run `lerobot-train` with our plugin discovered, offline, atomic checkpoints and
+    (by default) decoded video frames cached in memory."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     install_atomic_checkpointing()
+    if cache_frames:
+        install_frame_cache()
     out = _output_dir_from(argv)
     if out is not None and (out / "checkpoints").exists():
         remove_partial_checkpoints(out)
@@ -97,3 +100,20 @@ def run_lerobot_train(argv: list[str]) -> None:
 
     sys.argv = ["lerobot-train", *argv]
     lerobot_train.main()
+
+
+def install_frame_cache() -> None:
+    """Make lerobot-train's dataset decode every video frame only once (see frame_cache)."""
+    from lerobot.scripts import lerobot_train
+
+    from vla.policies.frame_cache import cache_decoded_frames
+
+    make_dataset = lerobot_train.make_dataset
+    if getattr(make_dataset, "_vla_cached", False):
+        return
+
+    def make_cached(cfg):
+        return cache_decoded_frames(make_dataset(cfg))
+
+    make_cached._vla_cached = True
+    lerobot_train.make_dataset = make_cached

@@ -4,7 +4,8 @@
     python scripts/train.py --config_path=OUT/checkpoints/last/pretrained_model/train_config.json --resume=true
 
 Any `lerobot-train` option may follow as an override. Checkpoints are written atomically
-(see vla.policies.training); the resolved config is saved with every checkpoint.
+(see vla.policies.training); the resolved config is saved with every checkpoint. Decoded
+video frames are cached in memory after the first epoch (`--no-frame-cache` to disable).
 """
 
 import sys
@@ -17,13 +18,15 @@ def main() -> None:
     if argv[:1] in (["-h"], ["--help"]):
         print(__doc__)
         return
+    cache_frames = "--no-frame-cache" not in argv
+    argv = [a for a in argv if a != "--no-frame-cache"]
     if argv and argv[0] == "--config":
         if len(argv) < 2:
             sys.exit("--config needs a preset path, e.g. configs/tabletop_tiny_cpu.json")
         argv = [f"--config_path={argv[1]}", *argv[2:]]
     elif argv and argv[0].startswith("--config="):
         argv = [f"--config_path={argv[0].split('=', 1)[1]}", *argv[1:]]
-    run_lerobot_train(argv)
+    run_lerobot_train(argv, cache_frames=cache_frames)
 
 
 if __name__ == "__main__":
