@@ -330,7 +330,14 @@ class TabletopEnv(gym.Env):
         return None
 
     def _success(self) -> bool:
-        goal = self.goal
+        return self.success_for(self.goal)
+
+    def success_for(self, goal: Goal) -> bool:
+        """Whether `goal` (any goal of this scene, not only the episode's) holds now.
+
+        Evaluation's language ablation (`vla.envs.evaluation`) asks this for the goal the
+        instruction was swapped away from. `touch` goals read the first block touched.
+        """
         if goal.family == "push":
             block, zone = self.block_pos(goal.block), self.zone_pos(goal.zone)
             dof = self._block_dofadr[goal.block]

@@ -1,0 +1,266 @@
+"""Evaluation results: per-episode records -> LeRobot's `eval_info.json`, a report, a plot.
+
+This module owns the numbers an evaluation reports and how they are written; the rollouts
+themselves live in `vla.envs.evaluation`. Torch-free (numpy, matplotlib Agg, imageio).
+
+`eval_info.json` follows lerobot 0.4.4's `lerobot_eval.eval_policy_all` schema, so tools that
+read LeRobot evaluations read ours:
+
+    per_task:  [{task_group, task_id, metrics: {sum_rewards, max_rewards, successes,
+                 video_paths}}, ...]          (lists: one entry per episode)
+    per_group: {group: {avg_sum_reward, avg_max_reward, pc_success, n_episodes, video_paths}}
+    overall:   {avg_sum_reward, avg_max_reward, pc_success, n_episodes, eval_s, eval_ep_s,
+                video_paths}
+
+plus our extras: `task` (name) per task; per-episode `seeds`, `instructions`, `episode_lengths`
+in per-task metrics;
+`mean_episode_length` and `success_ci95` (Wilson 95% interval, in percent) in every metrics
+block; `latency_ms` in `overall`; top-level `policy` and `settings`. The language ablation adds
+`original_instructions`, `successes_original_goal` and `pc_success_original_goal` /
+`success_ci95_original_goal` next to each success figure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+@dataclass
+class EpisodeResult:
+    """One evaluated episode. `success_original` is set only in the language ablation: it
+    says whether the goal the instruction was swapped *away from* was reached."""
+
+    task: str
+    task_group: str
+    task_id: int
+    episode_index: int
+    seed: int
+    instruction: str
+    success: bool
+    sum_reward: float
+    max_reward: float
+    length: int
+    original_instruction: str | None = None
+    success_original: bool | None = None
+    video_path: str | None = None
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (fractions in [0, 1]).
+
+    Unlike the normal approximation it stays inside [0, 1] and is informative at 0/n and
+    n/n, which is where small evaluations live. n = 0 gives (0, 1): nothing is known.
+    """
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1.0 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    low = 0.0 if successes == 0 else max(0.0, center - half)  # exact at the ends (no 0.9999999)
+    high = 1.0 if successes == n else min(1.0, center + half)
+    return low, high
+
+
+def _mean(xs: list[float]) -> float:
+    return float(np.mean(xs)) if xs else float("nan")
+
+
+def _success_block(flags: list[bool], key: str = "") -> dict[str, Any]:
+    """pc_success + Wilson interval (both in percent) for a list of episode outcomes."""
+    k, n = int(sum(flags)), len(flags)
+    low, high = wilson_interval(k, n)
+    return {f"pc_success{key}": 100.0 * k / n if n else float("nan"), f"success_ci95{key}": [100 * low, 100 * high]}
+
+
+def _aggregate(eps: list[EpisodeResult]) -> dict[str, Any]:
+    out = {
+        "avg_sum_reward": _mean([e.sum_reward for e in eps]),
+        "avg_max_reward": _mean([e.max_reward for e in eps]),
+        **_success_block([e.success for e in eps]),
+        "n_episodes": len(eps),
+        "mean_episode_length": _mean([e.length for e in eps]),
+        "video_paths": [e.video_path for e in eps if e.video_path],
+    }
+    if eps and eps[0].success_original is not None:
+        out.update(_success_block([bool(e.success_original) for e in eps], "_original_goal"))
+    return out
+
+
+def latency_summary(latencies_ms: list[float], batch_sizes: list[int]) -> dict[str, Any]:
+    """p50 / p99 / mean milliseconds per policy call (one call = one chunk for a batch)."""
+    if not latencies_ms:
+        return {"n_calls": 0}
+    arr = np.asarray(latencies_ms)
+    return {
+        "n_calls": len(arr),
+        "p50": float(np.percentile(arr, 50)),
+        "p99": float(np.percentile(arr, 99)),
+        "mean": float(arr.mean()),
+        "mean_batch_size": float(np.mean(batch_sizes)),
+    }
+
+
+def build_eval_info(
+    episodes: list[EpisodeResult],
+    eval_s: float,
+    latency: dict[str, Any],
+    policy: dict[str, Any],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """Aggregate episode records into LeRobot's eval_info schema plus our extras."""
+    by_task: dict[tuple[str, int, str], list[EpisodeResult]] = defaultdict(list)
+    for e in sorted(episodes, key=lambda e: (e.task_id, e.task, e.episode_index)):
+        by_task[(e.task_group, e.task_id, e.task)].append(e)
+    per_task = []
+    for (group, task_id, task), eps in by_task.items():
+        metrics: dict[str, Any] = {
+            "sum_rewards": [e.sum_reward for e in eps],
+            "max_rewards": [e.max_reward for e in eps],
+            "successes": [e.success for e in eps],
+            "video_paths": [e.video_path for e in eps if e.video_path],
+            "seeds": [e.seed for e in eps],
+            "instructions": [e.instruction for e in eps],
+            "episode_lengths": [e.length for e in eps],
+            "mean_episode_length": _mean([e.length for e in eps]),
+            **_success_block([e.success for e in eps]),
+        }
+        if eps[0].success_original is not None:
+            metrics["original_instructions"] = [e.original_instruction for e in eps]
+            metrics["successes_original_goal"] = [bool(e.success_original) for e in eps]
+            metrics.update(_success_block(metrics["successes_original_goal"], "_original_goal"))
+        per_task.append({"task_group": group, "task_id": task_id, "task": task, "metrics": metrics})
+    groups: dict[str, list[EpisodeResult]] = defaultdict(list)
+    for e in episodes:
+        groups[e.task_group].append(e)
+    overall = _aggregate(episodes)
+    overall["eval_s"] = eval_s
+    overall["eval_ep_s"] = eval_s / max(1, len(episodes))
+    overall["latency_ms"] = latency
+    return {
+        "per_task": per_task,
+        "per_group": {g: _aggregate(eps) for g, eps in groups.items()},
+        "overall": overall,
+        "policy": policy,
+        "settings": settings,
+    }
+
+
+def _fmt_ci(block: dict[str, Any], key: str = "") -> str:
+    low, high = block[f"success_ci95{key}"]
+    return f"{block[f'pc_success{key}']:.1f} [{low:.1f}, {high:.1f}]"
+
+
+def markdown_report(info: dict[str, Any]) -> str:
+    """A human-readable summary of `eval_info` (the report.md next to eval_info.json)."""
+    s, o, pol = info["settings"], info["overall"], info["policy"]
+    swap = "pc_success_original_goal" in o
+    lines = [
+        f"# Evaluation: {pol.get('name', '?')} on {s['suite']} ({s['tasks']})",
+        "",
+        f"- policy: {pol.get('description', pol.get('name'))}",
+        f"- episodes: {o['n_episodes']} ({s['n_episodes']} per task), seeds {s['seed_base']} + i "
+        "(disjoint from demonstration seeds, see docs/evaluation.md)",
+        f"- success: **{_fmt_ci(o)}** % (Wilson 95% interval); an episode succeeds if any step reports success",
+        f"- mean episode length: {o['mean_episode_length']:.1f} steps (max {s['episode_length']})",
+        f"- wall time: {o['eval_s']:.1f} s ({o['eval_ep_s']:.2f} s per episode, {s['n_envs']} env processes)",
+    ]
+    lat = o.get("latency_ms", {})
+    if lat.get("n_calls"):
+        lines.append(f"- policy latency per chunk: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms "
+                     f"(mean batch {lat['mean_batch_size']:.1f}, {lat['n_calls']} calls)")
+    lines.append(f"- chunk execution: {s['execution']}")
+    if swap:
+        lines += [
+            "",
+            "**Language ablation** (`--swap-instructions`): each episode's instruction was replaced by another "
+            "goal of the same scene. *Swapped goal* = success on the instruction the policy was given (a "
+            "language-following policy keeps its usual success); *original goal* = success on the goal it "
+            "replaced (a policy that ignores language keeps *this* one high).",
+            "",
+            f"- swapped goal: {_fmt_ci(o)} %; original goal: {_fmt_ci(o, '_original_goal')} %",
+        ]
+    head = "| task | group | episodes | success % [95% CI] | mean length |"
+    rule = "|---|---|---|---|---|"
+    if swap:
+        head, rule = head + " original-goal success % [95% CI] |", rule + "---|"
+    lines += ["", "## Per task", "", head, rule]
+    for t in info["per_task"]:
+        m = t["metrics"]
+        row = f"| {t['task']} | {t['task_group']} | {len(m['successes'])} | {_fmt_ci(m)} | {m['mean_episode_length']:.1f} |"
+        if swap:
+            row += f" {_fmt_ci(m, '_original_goal')} |"
+        lines.append(row)
+    lines += ["", "## Per group", "", "| group | episodes | success % [95% CI] |", "|---|---|---|"]
+    for g, m in info["per_group"].items():
+        lines.append(f"| {g} | {m['n_episodes']} | {_fmt_ci(m)} |")
+    videos = o.get("video_paths", [])
+    if videos:
+        lines += ["", "## Videos", ""] + [f"- [{Path(v).name}]({v})" for v in videos]
+    return "\n".join(lines) + "\n"
+
+
+def plot_success(info: dict[str, Any], path: str | Path) -> Path:
+    """Per-task success bars with Wilson 95% intervals (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = info["per_task"]
+    names = [t["task"] for t in tasks]
+    pc = np.array([t["metrics"]["pc_success"] for t in tasks])
+    ci = np.array([t["metrics"]["success_ci95"] for t in tasks]).reshape(-1, 2)
+    err = np.clip(np.stack([pc - ci[:, 0], ci[:, 1] - pc]), 0.0, None)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(names) + 1.5), 3.6))
+    x = np.arange(len(names))
+    swap = bool(tasks) and "pc_success_original_goal" in tasks[0]["metrics"]
+    ax.bar(x, pc, yerr=err, capsize=3, color="#4c72b0", label="instructed (swapped) goal" if swap else "success")
+    if swap:
+        orig = [t["metrics"]["pc_success_original_goal"] for t in tasks]
+        ax.scatter(x, orig, color="#dd8452", zorder=3, label="original goal")
+        ax.legend(fontsize=7, loc="upper right", framealpha=0.9)
+    ax.set_xticks(x, names, rotation=60 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center",
+                  fontsize=8)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("success % (95% Wilson CI)")
+    overall = info["overall"]
+    ax.set_title(f"{info['policy'].get('name', '')}: {_fmt_ci(overall)} % over {overall['n_episodes']} episodes",
+                 fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_video(frames: list[np.ndarray], path: str | Path, fps: int) -> Path:
+    """Encode HxWx3 uint8 frames as an H.264 mp4 (imageio's ffmpeg plugin, shipped with lerobot)."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    imageio.mimsave(path, [np.asarray(f) for f in frames], fps=fps, macro_block_size=1)
+    return path
+
+
+def write_outputs(info: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """Write eval_info.json, report.md and success.png into `out_dir`; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "eval_info.json", "report": out / "report.md", "plot": out / "success.png"}
+    paths["json"].write_text(json.dumps(info, indent=2))
+    paths["report"].write_text(markdown_report(info))
+    plot_success(info, paths["plot"])
+    return paths

@@ -1,0 +1,516 @@
+"""Closed-loop evaluation of a policy in our suites: vectorized rollouts, chunk execution, seeds.
+
+This module owns *how* a policy is rolled out and scored (`vla.envs.eval_report` owns what is
+reported and how it is written). Entry point: `evaluate(cfg, policy)`; CLI: scripts/eval.py.
+
+- **Policies** share one small protocol (`EvalPolicy`): `reset(slot, seed)` when an env slot
+  starts an episode and `act(obs, slots) -> (b, H, D)` action chunks for a batch of slots.
+  Three implementations: a saved `llada_vla` checkpoint (`LeRobotPolicy`, batched in this
+  process), the scripted experts (`ExpertPolicy`, the upper anchor; the expert runs in the
+  env workers on privileged state) and uniform random actions (`RandomPolicy`, the lower
+  anchor, seeded per episode).
+- **Envs**: `n_envs` env slots in `gymnasium.vector.AsyncVectorEnv` worker processes (spawn),
+  each an `EvalEnv` that can run any task of the suite. Slots pull (task, episode) pairs from
+  one queue and are reset individually (`reset_mask`) as soon as their episode ends, so no
+  slot idles while episodes remain. The policy runs once per step for the slots whose
+  chunk is used up.
+- **Chunks**: a chunk's first `n_action_steps` actions are executed before the slot asks
+  again; with `temporal_ensemble` (a coefficient m) the policy is queried every step and the
+  overlapping predictions for a step are averaged with ACT's weights exp(-m * i), i = 0 for
+  the oldest prediction.
+- **Seeds**: episode i of every task uses seed `seed_base + i` (default 1_000_000_000 + i).
+  scripts/collect_demos.py uses `seed + 100_000 * task_id + attempt` (seed 0 by default), so
+  evaluation scenes are never demonstration scenes; `check_seeds_disjoint` verifies it
+  against a dataset's `meta/vla_recorder.json`. Same settings -> same results (greedy
+  decoding, per-episode seeding, deterministic scheduling).
+- **Success**: an episode succeeds if any step reports success (LeRobot's rule); envs end
+  episodes at the first success.
+- **Language ablation** (tabletop, `swap_instructions`): each episode's scene is the one its
+  seed gives, but the goal (and so the instruction) is replaced by another goal of the same
+  family in that scene; the episode runs as a normal episode of the swapped goal, and the
+  original goal's success is tracked alongside (`TabletopEnv.success_for`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from vla.envs.collection import SUITE_DEFAULTS, task_list
+from vla.envs.eval_report import EpisodeResult, build_eval_info, latency_summary, write_outputs, write_video
+
+EVAL_SEED_BASE = 1_000_000_000  # far above the demo seeds (< 100_000 * 50 + attempts)
+POLICY_ANCHORS = ("expert", "random")
+
+
+@dataclass
+class EvalConfig:
+    """Settings of one evaluation run (see the module docstring)."""
+
+    suite: str  # 'tabletop' or 'metaworld'
+    tasks: str  # tabletop families ('all', 'push,touch') or a Meta-World spec ('MT10', 'easy', 'push-v3')
+    n_episodes: int = 10  # per task
+    n_envs: int = 2  # env slots; > 1 runs them in worker processes
+    async_envs: bool | None = None  # None: worker processes when n_envs > 1
+    seed_base: int = EVAL_SEED_BASE  # episode i of every task uses seed_base + i
+    camera: str | None = None  # None: the suite's default (front / corner4)
+    height: int | None = None
+    width: int | None = None
+    episode_length: int | None = None  # None: 100 (tabletop) / 500 (Meta-World)
+    n_action_steps: int | None = None  # None: the policy's own
+    temporal_ensemble: float | None = None  # ACT coefficient m; None = plain chunk execution
+    swap_instructions: bool = False  # tabletop language ablation
+    max_videos: int = 0  # episodes saved as mp4 (spread over tasks)
+    out_dir: str | None = None  # None: return the results without writing files
+    progress: bool = True
+    fps: int = field(init=False, default=20)
+
+    def __post_init__(self) -> None:
+        if self.suite not in SUITE_DEFAULTS:
+            raise ValueError(f"unknown suite {self.suite!r}; choose from {sorted(SUITE_DEFAULTS)}")
+        camera, height, width, steps, self.fps = SUITE_DEFAULTS[self.suite]
+        self.camera, self.height, self.width = self.camera or camera, self.height or height, self.width or width
+        self.episode_length = self.episode_length or steps
+        if self.n_episodes < 1 or self.n_envs < 1:
+            raise ValueError(f"need n_episodes >= 1 and n_envs >= 1, got {self.n_episodes} and {self.n_envs}")
+        if self.swap_instructions and self.suite != "tabletop":
+            raise ValueError("swap_instructions is a tabletop ablation (Meta-World tasks have one goal per scene)")
+        if self.temporal_ensemble is not None and self.temporal_ensemble < 0:
+            raise ValueError(f"temporal_ensemble={self.temporal_ensemble} must be >= 0 (or None to disable)")
+        if self.n_action_steps is not None and self.n_action_steps < 1:
+            raise ValueError(f"n_action_steps={self.n_action_steps} must be >= 1")
+        resolve_eval_tasks(self.suite, self.tasks)  # fail before a policy is loaded, listing valid names
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str  # 'push' / 'push-v3'
+    group: str  # 'tabletop' / Meta-World difficulty group
+    task_id: int  # stable id: position in FAMILIES / MT50 (as scripts/collect_demos.py)
+
+
+def resolve_eval_tasks(suite: str, spec: str) -> list[TaskSpec]:
+    """Tasks of a spec with their stable ids and groups; raises listing valid names."""
+    groups: dict[str, str] = {}
+    if suite == "metaworld":
+        from vla.envs.instructions import metaworld_difficulty_groups
+
+        groups = {t: g for g, ts in metaworld_difficulty_groups().items() for t in ts}
+    return [TaskSpec(name, groups.get(name, suite), tid) for tid, name in task_list(suite, spec)]
+
+
+def check_seeds_disjoint(seeds: list[int], demos_root: str | Path) -> None:
+    """Raise if any evaluation seed was used for a demonstration in `demos_root`
+    (read from the recorder's meta/vla_recorder.json). Tabletop layouts depend on the seed
+    only, so the check ignores the task."""
+    path = Path(demos_root) / "meta" / "vla_recorder.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; --demos must be a dataset written by scripts/collect_demos.py")
+    used = {int(e["seed"]) for e in json.loads(path.read_text())["episodes"]}
+    clash = sorted(used.intersection(seeds))
+    if clash:
+        raise ValueError(f"evaluation seeds {clash[:5]}... were demonstration seeds in {demos_root}; "
+                         "choose another --seed-base")
+
+
+# --- the env each slot runs ------------------------------------------------------------
+
+
+class EvalEnv(gym.Env):
+    """One env slot: runs any task of the suite, `reset(seed, options={'task': name})`.
+
+    After its episode ends the slot idles (steps return the last observation at no cost)
+    until it is reset. The end of an episode is reported as `info['episode_done']`, never
+    as terminated / truncated, so the vector env's own autoreset bookkeeping (which forbids
+    stepping a finished env) never sees it and idle slots can keep being stepped. Adds `expert_action` to observations when asked (the scripted
+    expert's action for the current state, computed here on privileged state) and, with
+    `swap_instructions`, runs the swapped goal while reporting `success_original`.
+    """
+
+    def __init__(self, suite: str, tasks: list[str], env_kwargs: dict[str, Any], expert: bool = False,
+                 swap_instructions: bool = False) -> None:
+        from vla.envs import make_env
+        from vla.envs.experts import make_expert
+
+        self.suite, self.tasks, self.swap = suite, list(tasks), swap_instructions
+        self._make = partial(make_env, suite, **env_kwargs)
+        self._envs: dict[str, Any] = {}
+        self.task = self.tasks[0]
+        base = self._env(self.task)
+        self._expert = make_expert(suite) if expert else None
+        self.action_space = base.action_space
+        spaces = dict(base.observation_space.spaces)
+        if expert:
+            spaces["expert_action"] = base.action_space
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.metadata = base.metadata
+        self._done, self._last_obs, self._original = True, None, None
+
+    def _env(self, task: str):
+        key = task if self.suite == "tabletop" else "all"  # one MetaWorldEnv switches tasks itself
+        if key not in self._envs:
+            spec = task if self.suite == "tabletop" else ",".join(self.tasks)
+            self._envs[key] = self._make(task=spec)
+        return self._envs[key]
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        task = (options or {}).get("task", self.task)
+        if task not in self.tasks:
+            raise ValueError(f"task {task!r} is not one of this env's tasks {self.tasks}")
+        if self.suite == "tabletop" and task != self.task:
+            self._env(self.task).close()  # free its renderer; re-created on its next render
+        self.task, env = task, self._env(task)
+        obs, _ = env.reset(seed=seed, options={"task": task} if self.suite == "metaworld" else None)
+        self._original = None
+        if self.swap:
+            from vla.envs.tabletop import all_goals
+
+            self._original = env.goal
+            others = [g for g in all_goals(env.goal.family) if g != env.goal]
+            goal = others[int(np.random.default_rng([seed or 0, 1]).integers(len(others)))]
+            forced = {k: v for k, v in (("family", goal.family), ("block", goal.block), ("zone", goal.zone)) if v}
+            obs, _ = env.reset(seed=seed, options=forced)  # same seed -> same scene, new goal
+        self._done = False
+        info = {"task": env.task_description,
+                "original_task": self._original.instruction if self._original else env.task_description}
+        return self._observe(obs), info
+
+    def _observe(self, obs: dict[str, Any]) -> dict[str, Any]:
+        if self._expert is not None:
+            obs = {**obs, "expert_action": self._expert(self._env(self.task))}
+        self._last_obs = obs
+        return obs
+
+    def step(self, action):
+        if self._done:
+            return self._last_obs, 0.0, False, False, {}
+        env = self._env(self.task)
+        obs, reward, terminated, truncated, info = env.step(action)
+        self._done = bool(terminated or truncated)
+        out = {"success": bool(info.get("success", False)), "episode_done": self._done}
+        if self._original is not None:
+            out["success_original"] = bool(env.success_for(self._original))
+        return self._observe(obs), float(reward), False, False, out
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+
+
+# --- policies ------------------------------------------------------------------------------
+
+
+class EvalPolicy(Protocol):
+    """What `evaluate` rolls out. Observations are batched numpy dicts (the env's keys:
+    'pixels', 'agent_pos', optional 'expert_action') plus 'task': list of instructions."""
+
+    name: str
+    n_action_steps: int  # actions executed from each chunk (before asking again)
+    needs_images: bool  # False: the envs skip rendering (anchors)
+    needs_expert: bool  # True: the envs add 'expert_action'
+
+    def reset(self, slot: int, seed: int) -> None:
+        """Env slot `slot` starts an episode from `seed`."""
+
+    def act(self, obs: dict[str, Any], slots: list[int]) -> np.ndarray:
+        """(len(slots), H, D) actions for these slots (obs rows are in the same order)."""
+
+    def describe(self) -> dict[str, Any]:
+        """What was evaluated, for the report."""
+
+
+class ExpertPolicy:
+    """The suite's scripted expert (upper anchor); its actions arrive with the observation."""
+
+    name, n_action_steps, needs_images, needs_expert = "expert", 1, False, True
+
+    def reset(self, slot: int, seed: int) -> None:
+        pass
+
+    def act(self, obs: dict[str, Any], slots: list[int]) -> np.ndarray:
+        return np.asarray(obs["expert_action"], dtype=np.float32)[:, None, :]
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "description": "scripted expert on privileged state (upper anchor)"}
+
+
+class RandomPolicy:
+    """Uniform random actions in the action space (lower anchor), seeded per episode."""
+
+    name, n_action_steps, needs_images, needs_expert = "random", 1, False, False
+
+    def __init__(self, low: np.ndarray, high: np.ndarray) -> None:
+        self.low, self.high = np.asarray(low, np.float32), np.asarray(high, np.float32)
+        self._rngs: dict[int, np.random.Generator] = {}
+
+    def reset(self, slot: int, seed: int) -> None:
+        self._rngs[slot] = np.random.default_rng([seed, 2])
+
+    def act(self, obs: dict[str, Any], slots: list[int]) -> np.ndarray:
+        return np.stack([self._rngs[s].uniform(self.low, self.high)[None] for s in slots]).astype(np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "description": "uniform random actions in [-1, 1] (lower anchor)"}
+
+
+class LeRobotPolicy:
+    """A LeRobot policy (ours: `llada_vla`) with its pre/post processors, batched in-process."""
+
+    needs_images, needs_expert = True, False
+
+    def __init__(self, policy, preprocessor, postprocessor, path: str | None = None) -> None:
+        self.policy, self.pre, self.post, self.path = policy.eval(), preprocessor, postprocessor, path
+        self.name = policy.name
+        self.n_action_steps = int(policy.config.n_action_steps)
+
+    def reset(self, slot: int, seed: int) -> None:
+        pass  # stateless between calls: chunk queues live in the evaluator
+
+    def act(self, obs: dict[str, Any], slots: list[int]) -> np.ndarray:
+        import torch
+        from lerobot.envs.utils import preprocess_observation
+
+        batch = preprocess_observation({k: obs[k] for k in ("pixels", "agent_pos") if k in obs})
+        missing = sorted(set(self.policy.config.image_features) - set(batch))
+        if missing:
+            raise ValueError(f"the policy expects images {missing} but the env gives {sorted(batch)}; "
+                             "evaluate with the camera / suite the policy was trained on (--camera)")
+        batch["task"] = list(obs["task"])
+        with torch.inference_mode():
+            chunk = self.policy.predict_action_chunk(self.pre(batch))  # (b, H, D) normalized
+        return self.post(chunk).float().cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        c = self.policy.config
+        return {"name": self.name, "path": self.path, "decoder": self.policy.model.cfg.decoder.name,
+                "decode_steps": self.policy.model.cfg.decoder.steps, "chunk_size": c.chunk_size,
+                "n_action_steps": self.n_action_steps,
+                "description": f"{self.name} from {self.path} (decoder {self.policy.model.cfg.decoder.name}, "
+                               f"{self.policy.model.cfg.decoder.steps} steps, chunk {c.chunk_size})"}
+
+
+def set_decoder(policy, name: str | None = None, steps: int | None = None) -> None:
+    """Switch a loaded llada_vla policy's decoder (and/or its step count) in place, so decoders
+    can be compared on one checkpoint. `ar` without `steps` decodes one slot per forward."""
+    import dataclasses
+
+    from vla.decoders import DecodeConfig
+
+    cur = policy.model.cfg.decoder
+    if name is None and steps is None:
+        return
+    name = name or cur.name
+    if policy.config.attention == "causal" and name != "ar":
+        raise ValueError(f"this checkpoint is the causal AR baseline; only decoder 'ar' applies, not {name!r}")
+    new_steps = steps if steps is not None else (None if name == "ar" else cur.steps)
+    policy.model.cfg.decoder = DecodeConfig(**{**dataclasses.asdict(cur), "name": name, "steps": new_steps})
+    policy.config.decoder, policy.config.decode_steps = name, new_steps
+
+
+def load_policy(spec: str, device: str | None = None, decoder: str | None = None,
+                decode_steps: int | None = None) -> EvalPolicy:
+    """'expert', 'random', or a saved llada_vla checkpoint directory (LeRobot layout)."""
+    if spec == "expert":
+        return ExpertPolicy()
+    if spec == "random":
+        return RandomPolicy(-np.ones(4), np.ones(4))  # both suites: 4-d actions in [-1, 1]
+    path = Path(spec)
+    if not (path / "config.json").is_file():
+        raise ValueError(f"policy {spec!r} is neither one of {list(POLICY_ANCHORS)} nor a checkpoint directory "
+                         "with config.json (e.g. outputs/train/x/checkpoints/last/pretrained_model)")
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from vla.policies.modeling_llada_vla import LLaDAVLAPolicy
+
+    kwargs = {"device": device} if device else {}
+    policy = LLaDAVLAPolicy.from_pretrained(str(path), **kwargs)
+    set_decoder(policy, decoder, decode_steps)
+    overrides = {"device_processor": {"device": str(policy.config.device)}}
+    pre, post = make_pre_post_processors(policy.config, pretrained_path=str(path),
+                                         preprocessor_overrides=overrides)
+    return LeRobotPolicy(policy, pre, post, str(path))
+
+
+# --- chunk execution ---------------------------------------------------------------------
+
+
+class ChunkExecutor:
+    """Turns one slot's stream of action chunks (H, D) into one action per step.
+
+    Plain: execute the first `n_action_steps` of each chunk, then ask again. Temporal
+    ensembling (ACT, coefficient m): ask every step; the action for a step averages every
+    live chunk's prediction for it with weights exp(-m * i), i = 0 for the oldest chunk.
+    """
+
+    def __init__(self, n_action_steps: int, ensemble_coeff: float | None = None) -> None:
+        self.n, self.m = n_action_steps, ensemble_coeff
+        self._queue: deque[np.ndarray] = deque()
+        self._chunks: list[list] = []  # [chunk (H, D), steps already executed from it]
+
+    def reset(self) -> None:
+        self._queue.clear()
+        self._chunks.clear()
+
+    def needs_chunk(self) -> bool:
+        return self.m is not None or not self._queue
+
+    def push(self, chunk: np.ndarray) -> None:
+        if self.m is None:
+            self._queue.extend(chunk[: self.n])
+        else:
+            self._chunks.append([chunk, 0])
+
+    def pop(self) -> np.ndarray:
+        if self.m is None:
+            return self._queue.popleft()
+        preds = [c[age] for c, age in self._chunks]  # oldest first
+        weights = np.exp(-self.m * np.arange(len(preds)))
+        action = (weights[:, None] * np.stack(preds)).sum(0) / weights.sum()
+        for entry in self._chunks:
+            entry[1] += 1
+        self._chunks = [e for e in self._chunks if e[1] < len(e[0])]
+        return action
+
+
+# --- the evaluation loop ------------------------------------------------------------------
+
+
+def _rows(obs: Any, idx: list[int]) -> Any:
+    return {k: _rows(v, idx) for k, v in obs.items()} if isinstance(obs, dict) else obs[idx]
+
+
+def _frame(obs: dict[str, Any], slot: int) -> np.ndarray:
+    pixels = obs["pixels"]
+    return (next(iter(pixels.values())) if isinstance(pixels, dict) else pixels)[slot]
+
+
+def make_vector_env(cfg: EvalConfig, tasks: list[TaskSpec], policy: EvalPolicy, render: bool) -> gym.vector.VectorEnv:
+    """`cfg.n_envs` EvalEnv slots; worker processes (spawn) unless `async_envs` is False."""
+    env_kwargs = {"obs_type": "pixels_agent_pos" if render else "state", "camera": cfg.camera, "height": cfg.height,
+                  "width": cfg.width, "episode_length": cfg.episode_length}
+    fn = partial(EvalEnv, cfg.suite, [t.name for t in tasks], env_kwargs, policy.needs_expert, cfg.swap_instructions)
+    use_async = cfg.n_envs > 1 if cfg.async_envs is None else cfg.async_envs
+    mode = gym.vector.AutoresetMode.DISABLED
+    if use_async:
+        return gym.vector.AsyncVectorEnv([fn] * cfg.n_envs, context="spawn", autoreset_mode=mode)
+    envs = gym.vector.SyncVectorEnv([fn] * cfg.n_envs, autoreset_mode=mode)
+    envs.reset()  # SyncVectorEnv batches every slot's last observation: give each slot one before masked resets
+    return envs
+
+
+def evaluate(cfg: EvalConfig, policy: EvalPolicy) -> dict[str, Any]:
+    """Roll `policy` out for `cfg.n_episodes` per task; returns eval_info (and writes
+    eval_info.json, report.md, success.png and videos when `cfg.out_dir` is set)."""
+    from tqdm import tqdm
+
+    tasks = resolve_eval_tasks(cfg.suite, cfg.tasks)
+    n_steps = cfg.n_action_steps or policy.n_action_steps
+    queue = deque((t, ti, i) for ti, t in enumerate(tasks) for i in range(cfg.n_episodes))
+    total = len(queue)
+    videos_dir = Path(cfg.out_dir) / "videos" if cfg.out_dir else None
+    want_video = (lambda ti, i: i * len(tasks) + ti < cfg.max_videos) if videos_dir else (lambda ti, i: False)
+    envs = make_vector_env(cfg, tasks, policy, render=policy.needs_images or (cfg.max_videos > 0 and bool(videos_dir)))
+    execs = [ChunkExecutor(n_steps, cfg.temporal_ensemble) for _ in range(cfg.n_envs)]
+    slots: list[dict[str, Any] | None] = [None] * cfg.n_envs
+    results: list[EpisodeResult] = []
+    latencies, batch_sizes = [], []
+    bar = tqdm(total=total, desc=f"eval {policy.name} on {cfg.suite}", unit="ep", disable=not cfg.progress)
+    start = time.perf_counter()
+    obs: dict[str, Any] = {}
+
+    def assign(free: list[int]) -> None:
+        nonlocal obs
+        by_task: dict[str, list[int]] = {}
+        for j in free:
+            if not queue:
+                break
+            task, ti, i = queue.popleft()
+            seed = cfg.seed_base + i
+            slots[j] = {"task": task, "ti": ti, "i": i, "seed": seed, "sum": 0.0, "max": -np.inf, "ok": False,
+                        "ok_orig": False, "len": 0, "frames": [] if want_video(ti, i) else None}
+            execs[j].reset()
+            policy.reset(j, seed)
+            by_task.setdefault(task.name, []).append(j)
+        for name, js in by_task.items():
+            mask = np.zeros(cfg.n_envs, bool)
+            mask[js] = True
+            seeds = [slots[j]["seed"] if mask[j] else None for j in range(cfg.n_envs)]
+            obs, info = envs.reset(seed=seeds, options={"reset_mask": mask, "task": name})
+            for j in js:
+                slots[j]["instruction"], slots[j]["original"] = str(info["task"][j]), str(info["original_task"][j])
+        for j in (j for js in by_task.values() for j in js):
+            if slots[j]["frames"] is not None:
+                slots[j]["frames"].append(_frame(obs, j).copy())
+
+    try:
+        assign(list(range(cfg.n_envs)))
+        action_dim = envs.single_action_space.shape[0]
+        while any(s is not None for s in slots):
+            active = [j for j, s in enumerate(slots) if s is not None]
+            need = [j for j in active if execs[j].needs_chunk()]
+            if need:
+                batch = dict(_rows(obs, need))
+                batch["task"] = [slots[j]["instruction"] for j in need]
+                t0 = time.perf_counter()
+                chunks = np.asarray(policy.act(batch, need), dtype=np.float32)
+                latencies.append(1000 * (time.perf_counter() - t0))
+                batch_sizes.append(len(need))
+                for k, j in enumerate(need):
+                    execs[j].push(chunks[k])
+            actions = np.zeros((cfg.n_envs, action_dim), np.float32)
+            for j in active:
+                actions[j] = execs[j].pop()
+            obs, reward, _, _, info = envs.step(actions)
+            none = np.zeros(cfg.n_envs, bool)
+            free = []
+            for j in active:
+                s = slots[j]
+                s["sum"] += float(reward[j])
+                s["max"] = max(s["max"], float(reward[j]))
+                s["len"] += 1
+                s["ok"] |= bool(info.get("success", none)[j])
+                s["ok_orig"] |= bool(info.get("success_original", none)[j])
+                if s["frames"] is not None:
+                    s["frames"].append(_frame(obs, j).copy())
+                if info.get("episode_done", none)[j]:
+                    results.append(_finish(cfg, s, videos_dir))
+                    slots[j] = None
+                    free.append(j)
+                    bar.update(1)
+                    bar.set_postfix(success=f"{100 * np.mean([r.success for r in results]):.0f}%")
+            if free and queue:
+                assign(free)
+    finally:
+        bar.close()
+        envs.close()
+    settings = {**{k: v for k, v in asdict(cfg).items() if k not in ("progress", "out_dir")},
+                "task_names": [t.name for t in tasks], "n_action_steps": n_steps,
+                "execution": (f"temporal ensembling, m={cfg.temporal_ensemble}" if cfg.temporal_ensemble is not None
+                              else f"first {n_steps} action(s) of each chunk"),
+                "seeds": f"seed_base + i for episode i of every task (seed_base={cfg.seed_base})"}
+    info = build_eval_info(results, time.perf_counter() - start, latency_summary(latencies, batch_sizes),
+                           policy.describe(), settings)
+    if cfg.out_dir:
+        info["outputs"] = {k: str(v) for k, v in write_outputs(info, cfg.out_dir).items()}
+    return info
+
+
+def _finish(cfg: EvalConfig, s: dict[str, Any], videos_dir: Path | None) -> EpisodeResult:
+    """Close one slot's episode into a record (and its video, if it was being recorded)."""
+    task: TaskSpec = s["task"]
+    video = None
+    if s["frames"] is not None and videos_dir is not None:
+        video = str(write_video(s["frames"], videos_dir / f"{task.name}_ep{s['i']:03d}.mp4", cfg.fps))
+    swap = cfg.swap_instructions
+    return EpisodeResult(task=task.name, task_group=task.group, task_id=task.task_id, episode_index=s["i"],
+                         seed=s["seed"], instruction=s["instruction"], success=s["ok"], sum_reward=s["sum"],
+                         max_reward=s["max"], length=s["len"], original_instruction=s["original"] if swap else None,
+                         success_original=s["ok_orig"] if swap else None, video_path=video)

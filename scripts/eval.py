@@ -1,0 +1,92 @@
+#!/usr/bin/env python
+"""Evaluate a policy in simulation: success with 95% intervals, latency, report, plot, videos.
+
+    python scripts/eval.py --policy.path=outputs/train/x/checkpoints/last/pretrained_model \
+        --suite tabletop --tasks all --n-episodes 50 --out outputs/eval/x
+    python scripts/eval.py --policy expert --suite metaworld --tasks MT10 --n-episodes 10 --out outputs/eval/mt10_expert
+    python scripts/eval.py --policy.path=DIR --suite tabletop --tasks all --swap-instructions --out outputs/eval/swap
+
+Writes <out>/eval_info.json (LeRobot's schema + extras), report.md, success.png and up to
+--max-videos episode videos. Episode i of every task uses seed --seed-base + i (disjoint from
+scripts/collect_demos.py's seeds). See docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from vla.envs.evaluation import EVAL_SEED_BASE
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--policy.path", dest="policy_path", help="saved llada_vla checkpoint directory")
+    who.add_argument("--policy", choices=["expert", "random"], help="anchor policies: scripted expert / random")
+    p.add_argument("--suite", required=True, choices=["tabletop", "metaworld"])
+    p.add_argument("--tasks", required=True,
+                   help="tabletop: push,touch,reach or all; metaworld: task names, MT10, MT50, easy/medium/hard/very_hard")
+    p.add_argument("--n-episodes", type=int, default=10, help="episodes per task")
+    p.add_argument("--n-envs", type=int, default=os.cpu_count() or 1, help="env worker processes")
+    p.add_argument("--seed-base", type=int, default=EVAL_SEED_BASE, help="episode i uses seed seed_base + i")
+    p.add_argument("--demos", default=None, help="a demo dataset: fail if any evaluation seed was a demo seed")
+    p.add_argument("--camera", default=None, help="default: front (tabletop) / corner4 (metaworld)")
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--episode-length", type=int, default=None, help="default: 100 / 500")
+    p.add_argument("--decoder", default=None, choices=["had", "low_confidence", "threshold", "ar"],
+                   help="override the checkpoint's decoder")
+    p.add_argument("--decode-steps", type=int, default=None, help="override forwards per chunk")
+    p.add_argument("--n-action-steps", type=int, default=None, help="actions executed per chunk (default: policy's)")
+    p.add_argument("--temporal-ensemble", type=float, default=None, metavar="M",
+                   help="query every step and average overlapping chunks with weights exp(-M*i) (ACT; e.g. 0.01)")
+    p.add_argument("--swap-instructions", action="store_true",
+                   help="tabletop language ablation: give each episode another goal's instruction")
+    p.add_argument("--max-videos", type=int, default=4, help="episodes saved as mp4")
+    p.add_argument("--device", default=None, help="policy device (default: the checkpoint's)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    args = parse_args(argv)
+    from vla.envs.evaluation import EvalConfig, check_seeds_disjoint, evaluate, load_policy
+
+    if args.policy and (args.decoder or args.decode_steps):
+        raise SystemExit("--decoder / --decode-steps apply to a --policy.path checkpoint, not to an anchor")
+    try:
+        cfg = EvalConfig(
+            suite=args.suite, tasks=args.tasks, n_episodes=args.n_episodes, n_envs=args.n_envs,
+            seed_base=args.seed_base, camera=args.camera, height=args.height, width=args.width,
+            episode_length=args.episode_length, n_action_steps=args.n_action_steps,
+            temporal_ensemble=args.temporal_ensemble, swap_instructions=args.swap_instructions,
+            max_videos=args.max_videos, out_dir=args.out, progress=not args.no_progress,
+        )
+        if args.demos:
+            check_seeds_disjoint([cfg.seed_base + i for i in range(cfg.n_episodes)], args.demos)
+        policy = load_policy(args.policy_path or args.policy, device=args.device, decoder=args.decoder,
+                             decode_steps=args.decode_steps)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
+    info = evaluate(cfg, policy)
+    o = info["overall"]
+    low, high = o["success_ci95"]
+    print(f"success {o['pc_success']:.1f}% [{low:.1f}, {high:.1f}] over {o['n_episodes']} episodes; "
+          f"mean length {o['mean_episode_length']:.1f}; {o['eval_s']:.1f} s")
+    if "pc_success_original_goal" in o:
+        print(f"original-goal success {o['pc_success_original_goal']:.1f}% (language ablation)")
+    print(json.dumps(info["outputs"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
