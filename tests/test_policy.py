@@ -172,3 +172,15 @@ def test_paper_preset_builds_on_meta_device():
     n = sum(p.numel() for p in policy.parameters())
     print(f"llada8b_paper parameters: {n / 1e9:.2f}B")
     assert 8.2e9 < n < 8.6e9
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(dataset_root):
+    grads = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        policy, pre, _, batch = build(dataset_root, gradient_checkpointing=ckpt)
+        assert policy.model.backbone.gradient_checkpointing is ckpt
+        loss, _ = policy.forward(pre(batch))
+        loss.backward()
+        grads.append(policy.model.backbone.blocks[0].q_proj.weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)

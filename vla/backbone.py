@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 ATTENTION_MODES = ("prefix", "full", "causal")
 
@@ -172,7 +173,14 @@ class Block(nn.Module):
         if self.n_kv_heads != self.n_heads:
             rep = self.n_heads // self.n_kv_heads
             k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hd)
+        if q.device.type == "cpu":
+            # Plain-math kernel on CPU: for these short sequences the flash kernel's backward
+            # was a third of a training step. Set here (not by the caller) so that gradient
+            # checkpointing's recomputation uses the same kernel as the forward.
+            with sdpa_kernel([SDPBackend.MATH]):
+                a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hd)
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + self.attn_out(a.transpose(1, 2).reshape(bsz, t, -1))
         h = self.ff_norm(x)
         x = x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
