@@ -30,6 +30,7 @@ from vla.model import LLaDAVLA, Observation, VLAConfig
 from vla.text_tokenizer import TextTokenizer
 from vla.vision import VisionConfig
 
+from . import processor_llada_vla  # noqa: F401  (registers the processor steps saved checkpoints name)
 from .configuration_llada_vla import LLaDAVLAConfig
 
 PARAPHRASES_FILE = "meta/paraphrases.json"  # {canonical task: [paraphrase, ...]} in a dataset root

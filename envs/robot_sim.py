@@ -1,0 +1,150 @@
+"""Our MuJoCo suites as controller robots, for running the deployment stack in simulation.
+
+This module owns `SimRobot`: a tabletop or Meta-World env (pixels + agent_pos
+observations) behind the controller's `Robot` interface, so `scripts/run_controller.py`
+drives a simulated episode through the policy server exactly as it would drive a real arm.
+It also holds each suite's safety limits (`suite_safety_config`) and
+`save_untrained_policy`, a freshly initialized policy with a suite's features for smoke
+tests and latency benchmarks (weights are random: success numbers mean nothing).
+
+`run_sim_episodes` runs controller episodes over seeds (what `scripts/run_controller.py`
+and `scripts/bench_serve.py` report). Nothing here imports torch itself (only
+`save_untrained_policy` does, lazily), though `vla.policies`' package init imports the
+LeRobot plugin today.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vla.envs import make_env
+from vla.policies.controller.robot import Robot
+from vla.policies.controller.runtime import ControllerConfig, ControlLoop, RunReport
+from vla.policies.controller.safety import SafetyConfig, SafetyLayer
+
+ACTION_NAMES = ["dx", "dy", "dz", "grip"]  # both suites: xyz deltas in [-1, 1], gripper command
+STATE_NAMES = ["x", "y", "z", "gripper"]
+SUITE_FPS = {"tabletop": 20.0, "metaworld": 80.0}
+
+
+def suite_safety_config(max_delta: float | None = 0.5) -> SafetyConfig:
+    """Both suites' action space [-1, 1]^4; holding = no motion, gripper as it is."""
+    return SafetyConfig(low=[-1.0] * 4, high=[1.0] * 4, max_delta=max_delta, stop_action=[0.0, 0.0, 0.0, np.nan])
+
+
+class SimRobot(Robot):
+    """One simulated episode: `reset(seed)` at construction, `send` steps the env.
+
+    `success` turns True at the first step reporting success; `done` when the env
+    terminates or truncates. `actions` records every command applied (for comparisons).
+    """
+
+    def __init__(self, env: Any, seed: int, options: dict[str, Any] | None = None) -> None:
+        self.env, self.seed = env, seed
+        self._obs, _ = env.reset(seed=seed, options=options)
+        self.task = env.task_description
+        self.success, self._done, self.steps = False, False, 0
+        self.actions: list[np.ndarray] = []
+
+    def observe(self) -> dict[str, Any]:
+        pixels = self._obs["pixels"]
+        images = dict(pixels) if isinstance(pixels, dict) else {"image": pixels}
+        return {"images": images, "state": np.asarray(self._obs["agent_pos"], dtype=np.float32), "task": self.task}
+
+    def send(self, action: np.ndarray) -> None:
+        if self._done:
+            return
+        self._obs, _, terminated, truncated, info = self.env.step(np.asarray(action, dtype=np.float32))
+        self.actions.append(np.asarray(action, dtype=np.float32).copy())
+        self.steps += 1
+        self.success = self.success or bool(info.get("success", False))
+        self._done = bool(terminated or truncated)
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def make_sim_robot(suite: str, seed: int, task: str = "all", **env_kwargs: Any) -> SimRobot:
+    """A `SimRobot` over `vla.envs.make_env(suite, task=task, **env_kwargs)` reset with `seed`."""
+    return SimRobot(make_env(suite, task=task, **env_kwargs), seed)
+
+
+def run_sim_episodes(source: Any, suite: str, seeds: list[int], config: ControllerConfig, safety: SafetyConfig,
+                     task: str = "all", **env_kwargs: Any) -> tuple[list[dict[str, Any]], RunReport]:
+    """Run one controller episode per seed; -> (per-episode records, all ticks/requests merged).
+
+    `source` is a connected `PolicyClient` (or any chunk source). An episode runs until the
+    env ends it (episode_length, default 100 steps) or 2x that many ticks.
+    """
+    records, merged = [], RunReport()
+    env = make_env(suite, task=task, **env_kwargs)
+    try:
+        for seed in seeds:
+            robot = SimRobot(env, seed)
+            loop = ControlLoop(robot, source, SafetyLayer(safety), config)
+            report = loop.run(max_steps=2 * getattr(env, "_max_episode_steps", 500))
+            summary = report.summary()
+            records.append({"seed": seed, "task": robot.task, "success": robot.success, "steps": robot.steps,
+                            "holds": summary["holds"], "watchdog_fired": summary["watchdog_fired"]})
+            merged.ticks += report.ticks
+            merged.requests += report.requests
+            merged.watchdog_fired += report.watchdog_fired
+            for k, v in report.safety_counts.items():
+                merged.safety_counts[k] = merged.safety_counts.get(k, 0) + v
+    finally:
+        env.close()
+    return records, merged
+
+
+def _suite_tasks(suite: str) -> list[str]:
+    if suite == "tabletop":
+        from vla.envs.tabletop import FAMILIES, all_goals
+
+        return [g.instruction for f in FAMILIES for g in all_goals(f)]
+    if suite == "metaworld":
+        from vla.envs.instructions import metaworld_descriptions
+
+        return sorted(set(metaworld_descriptions().values()))
+    raise ValueError(f"unknown suite {suite!r}; choose 'tabletop' or 'metaworld'")
+
+
+def save_untrained_policy(out_dir: str | Path, suite: str = "tabletop", image_hw: tuple[int, int] = (96, 96),
+                          **config: Any) -> Path:
+    """Write a freshly initialized `llada_vla` policy (+ processors) with `suite`'s features.
+
+    `config` overrides `LLaDAVLAConfig` fields (sizes, decoder, ...). Normalization stats
+    are the identity for state and [-1, 1] for actions (the suites' action space).
+    -> the directory (load it with `LLaDAVLAPolicy.from_pretrained` or scripts/serve.py).
+    """
+    import pandas as pd
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from vla.policies import LLaDAVLAConfig
+    from vla.policies.modeling_llada_vla import LLaDAVLAPolicy
+
+    image_key = "observation.images.front" if suite == "tabletop" else "observation.image"
+    cfg = LLaDAVLAConfig(**{"device": "cpu", "push_to_hub": False, **config})
+    cfg.input_features = {image_key: PolicyFeature(FeatureType.VISUAL, (3, *image_hw)),
+                          "observation.state": PolicyFeature(FeatureType.STATE, (4,))}
+    cfg.output_features = {"action": PolicyFeature(FeatureType.ACTION, (4,))}
+
+    class _Meta:  # what build_tokenizer reads from a LeRobotDatasetMetadata
+        root = ""
+        tasks = pd.DataFrame(index=_suite_tasks(suite))
+
+    policy = LLaDAVLAPolicy(cfg, dataset_meta=_Meta())
+    stats = {"observation.state": {"mean": np.zeros(4, np.float32), "std": np.ones(4, np.float32)},
+             "action": {"q01": -np.ones(4, np.float32), "q99": np.ones(4, np.float32)}}
+    pre, post = make_pre_post_processors(cfg, dataset_stats=stats)
+    out = Path(out_dir)
+    for part in (policy, pre, post):
+        part.save_pretrained(out)
+    return out

@@ -1,0 +1,57 @@
+"""Serve a trained policy to robot controllers over websockets (msgpack, numpy typed buffers).
+
+    python scripts/serve.py --policy.path=outputs/train/run/checkpoints/last/pretrained_model --port 8000
+    curl http://127.0.0.1:8000/healthz
+
+Clients: `vla.policies.client.PolicyClient("ws://HOST:8000", token=...)`; protocol and
+design in docs/deployment.md. Prints one line `serving ... on ws://HOST:PORT` once ready
+(with --port 0 the OS picks the port). The token may also come from $VLA_SERVE_TOKEN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from vla.policies.server import DEFAULT_MAX_MESSAGE_BYTES, LeRobotPolicyBackend, PolicyServer
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--policy.path", dest="policy_path", required=True, help="a pretrained_model directory")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (0: any free port)")
+    parser.add_argument("--device", default=None, help="cpu / cuda / mps (default: the policy config's)")
+    parser.add_argument("--control-hz", type=float, default=None, help="default: the training dataset's fps, else 20")
+    parser.add_argument("--token", default=os.environ.get("VLA_SERVE_TOKEN"), help="shared secret clients must send")
+    parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES)
+    parser.add_argument("--action-names", default=None, help="comma-separated, one per action dimension")
+    parser.add_argument("--state-names", default=None, help="comma-separated, one per state dimension")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up inference before listening")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    names = {k: v.split(",") for k, v in (("action_names", args.action_names), ("state_names", args.state_names)) if v}
+    backend = LeRobotPolicyBackend.from_pretrained(args.policy_path, device=args.device, control_hz=args.control_hz,
+                                                   **names)
+    if not args.no_warmup:
+        backend.warmup()
+    server = PolicyServer(backend, host=args.host, port=args.port, token=args.token,
+                          max_message_bytes=args.max_message_bytes)
+    meta = backend.metadata
+
+    def ready(port: int) -> None:
+        print(f"serving {meta.policy} (chunk {meta.chunk_size}x{meta.action_dim}, cameras {meta.cameras}, "
+              f"{meta.control_hz:g} Hz) on ws://{args.host}:{port} (health: http://{args.host}:{port}/healthz, "
+              f"auth: {'token' if args.token else 'none'})", flush=True)
+
+    try:
+        server.serve_forever(on_ready=ready)
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
