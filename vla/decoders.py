@@ -6,7 +6,8 @@ Every decoder is a pure `@torch.no_grad()` function with one signature:
 
 `predictor(bins)` takes the current block (B, L) of bin indices, MASK (-1) where a slot is
 still masked, and returns logits (B, L, K) for every slot (for a causal model, slot j's
-logits come from the position before it). Decoders never see the model, so they can be
+logits come from the position before it), or a logits-free `LSCHidden` (hidden states and
+the head's K action rows) that `propose` hands to the fused epilogue (`vla.kernels`). Decoders never see the model, so they can be
 compared on the same model and tested with a mock predictor.
 
 Shared loop (LLaDA `generate.py`, low-confidence remasking): each step runs one forward,
@@ -37,6 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from vla.kernels.lsc_epilogue import LSCHidden, lsc_epilogue
 
 MASK = -1
 Predictor = Callable[[torch.Tensor], torch.Tensor]
@@ -77,20 +80,34 @@ class DecodeResult:
         return self.bins.shape[1] / max(self.nfe, 1)
 
 
-def propose(logits: torch.Tensor, temperature: float, generator: torch.Generator | None):
+def propose(logits: torch.Tensor | LSCHidden, temperature: float, generator: torch.Generator | None,
+            need_probs: bool = True):
     """logits (B, L, K) -> proposals x0 (B, L), confidences p(x0) (B, L), probs (B, L, K).
 
     Gumbel-max sampling in float64 as in LLaDA's `add_gumbel_noise`: argmax(l + tau * G)
     samples softmax(l / tau); tau = 0 is greedy. Confidences use the noise-free softmax.
+    Given an `LSCHidden` and `need_probs=False`, the fused LSC epilogue computes x0 and
+    p(x0) without materializing probabilities (probs is then None); the same Gumbel
+    draws are taken from `generator`, added in fp32 instead of float64.
     """
-    probs = logits.float().softmax(-1)
-    if temperature > 0:
-        dev = generator.device if generator is not None else logits.device
-        u = torch.rand(logits.shape, generator=generator, device=dev, dtype=torch.float64).to(logits.device)
-        gumbel = -torch.log(-torch.log(u.clamp_min(1e-20)))
-        x0 = (logits.double() + temperature * gumbel).argmax(-1)
+    fused = isinstance(logits, LSCHidden)
+    if fused and need_probs:  # secondary remasking reads probabilities of committed slots
+        logits, fused = logits.logits(), False
+    if fused:
+        shape, device = (*logits.hidden.shape[:-1], logits.weight.shape[0]), logits.hidden.device
     else:
-        x0 = logits.argmax(-1)
+        shape, device = logits.shape, logits.device
+    gumbel = None
+    if temperature > 0:
+        dev = generator.device if generator is not None else device
+        u = torch.rand(shape, generator=generator, device=dev, dtype=torch.float64).to(device)
+        gumbel = -torch.log(-torch.log(u.clamp_min(1e-20)))
+    if fused:
+        noise = None if gumbel is None else (temperature * gumbel).float()
+        x0, conf = lsc_epilogue(logits.hidden, logits.weight, noise, logits.backend)
+        return x0, conf, None
+    probs = logits.float().softmax(-1)
+    x0 = logits.argmax(-1) if gumbel is None else (logits.double() + temperature * gumbel).argmax(-1)
     return x0, probs.gather(-1, x0[..., None]).squeeze(-1), probs
 
 
@@ -123,9 +140,9 @@ def _loop(predictor, batch_size, chunk_size, action_dim, cfg, generator, device,
         masked = x == MASK
         if not masked.any():
             break
-        logits = predictor(x)  # (B, L, K)
+        logits = predictor(x)  # (B, L, K) or LSCHidden
         nfe += 1
-        x0, conf, probs = propose(logits, cfg.temperature, generator)
+        x0, conf, probs = propose(logits, cfg.temperature, generator, need_probs=cfg.remask is not None)
         steps_left = steps - step
         count = (masked.sum(1) + steps_left - 1) // steps_left  # ceil: even split (LLaDA)
         chosen = rule(masked, conf, count) & masked

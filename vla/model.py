@@ -24,6 +24,7 @@ from torch import nn
 from vla.action_tokenizer import ActionTokenizer
 from vla.backbone import ATTENTION_MODES, BackboneConfig, KVCache, LLaDABackbone, make_attn_mask, positions_from_valid
 from vla.decoders import MASK, DecodeConfig, DecodeResult, decode
+from vla.kernels.lsc_epilogue import LSCHidden
 from vla.loading import load_llada_backbone
 from vla.lsc import LOSS_WEIGHTINGS, causal_action_loss, lsc_logits, masked_diffusion_loss, sample_mask
 from vla.vision import VisionConfig, VisionTower
@@ -143,20 +144,31 @@ class LLaDAVLA(nn.Module):
         ids = torch.where(bins == MASK, self.cfg.mask_token_id, bins + self.action_tokenizer.offset)
         return self.backbone.wte(ids)
 
-    def _logits(self, h_actions: torch.Tensor, h_sep: torch.Tensor) -> torch.Tensor:
-        """LSC logits (B, L, K). Causal mode: slot j is read from the position before it."""
+    def _head_input(self, h_actions: torch.Tensor, h_sep: torch.Tensor) -> torch.Tensor:
+        """Hidden (B, L, d) read out at each slot. Causal mode: slot j is read from the position before it."""
         if self.cfg.attention == "causal":
             h_actions = torch.cat([h_sep[:, None], h_actions[:, :-1]], 1)
-        return lsc_logits(h_actions, self.backbone.ff_out.weight, self.action_tokenizer.offset, self.cfg.num_bins)
+        return h_actions
 
-    def forward_full(self, prefix: torch.Tensor, valid: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-        """One pass over [prefix][action block] -> LSC logits (B, L, K)."""
+    def _readout(self, head_in: torch.Tensor, fused: bool) -> torch.Tensor | LSCHidden:
+        """Predictor output for head input (B, L, d): LSC logits, or `LSCHidden` for the fused epilogue."""
+        if not fused:
+            return lsc_logits(head_in, self.backbone.ff_out.weight, self.action_tokenizer.offset, self.cfg.num_bins)
+        offset = self.action_tokenizer.offset
+        return LSCHidden(head_in, self.backbone.ff_out.weight[offset : offset + self.cfg.num_bins])
+
+    def _full_head_input(self, prefix: torch.Tensor, valid: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        """One pass over [prefix][action block] -> head input (B, L, d) at the action slots."""
         plen, alen = prefix.shape[1], bins.shape[1]
         x = torch.cat([prefix, self.embed_actions(bins)], 1)
         full_valid = torch.cat([valid, torch.ones_like(bins, dtype=torch.bool)], 1)
         mask = make_attn_mask(valid, alen, self.cfg.attention)
         hidden, _ = self.backbone(x, positions_from_valid(full_valid), mask)
-        return self._logits(hidden[:, plen:], hidden[:, plen - 1])
+        return self._head_input(hidden[:, plen:], hidden[:, plen - 1])
+
+    def forward_full(self, prefix: torch.Tensor, valid: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        """One pass over [prefix][action block] -> LSC logits (B, L, K)."""
+        return self._readout(self._full_head_input(prefix, valid, bins), fused=False)
 
     # -- contract ------------------------------------------------------------------------
     def compute_loss(self, obs: Observation, actions: torch.Tensor, generator: torch.Generator | None = None,
@@ -189,30 +201,97 @@ class LLaDAVLA(nn.Module):
         cache = KVCache([k for k, _ in kvs], [v for _, v in kvs], valid, valid.long().sum(1))
         return cache, hidden[:, -1]
 
-    def make_predictor(self, obs: Observation, use_cache: bool = True):
-        """The decoders' mask predictor for this observation: bins (B, L) -> logits (B, L, K)."""
+    def make_predictor(self, obs: Observation, use_cache: bool = True, decoder: DecodeConfig | None = None,
+                       fused_lsc: bool | None = None):
+        """The decoders' mask predictor for this observation: bins (B, L) -> logits (B, L, K).
+
+        use_cache: run the prefix once and each step only the action slots against its
+        keys/values (exact in `prefix` and `causal` modes; `full` mode always recomputes).
+        In `causal` mode with the one-slot-per-step `ar` decoder (`decoder`, default the
+        config's) the cache also grows by each committed slot, so a step runs one token.
+        fused_lsc: return `LSCHidden` so the decoder uses the fused LSC epilogue
+        (`vla.kernels.lsc_epilogue`); None = on for CUDA, off on CPU (where the logits
+        path is as fast and the epilogue would run its torch reference anyway).
+        """
         prefix, valid = self.embed_prefix(obs)
+        fused = prefix.is_cuda if fused_lsc is None else fused_lsc
         alen = self.cfg.action_len
         if not use_cache or self.cfg.attention == "full":  # full mode: the prefix sees the actions
-            return lambda bins: self.forward_full(prefix, valid, bins)
+            def uncached(bins: torch.Tensor):
+                return self._readout(self._full_head_input(prefix, valid, bins), fused)
+
+            return uncached
+        dec = decoder or self.cfg.decoder
+        if self.cfg.attention == "causal" and dec.name == "ar" and dec.steps in (None, alen) and dec.remask is None:
+            return self._incremental_ar_predictor(prefix, valid, fused)
         cache, h_sep = self.encode_prefix(prefix, valid)
         plen = prefix.shape[1]
         mask = make_attn_mask(valid, alen, self.cfg.attention)[:, :, plen:]  # (B, 1, L, P+L)
         positions = cache.next_position[:, None] + torch.arange(alen, device=valid.device)
 
-        def predictor(bins: torch.Tensor) -> torch.Tensor:
+        def predictor(bins: torch.Tensor):
             hidden, _ = self.backbone(self.embed_actions(bins), positions, mask, past=cache)
-            return self._logits(hidden, h_sep)
+            return self._readout(self._head_input(hidden, h_sep), fused)
+
+        return predictor
+
+    def _incremental_ar_predictor(self, prefix: torch.Tensor, valid: torch.Tensor, fused: bool):
+        """Causal-mode predictor with a growing KV cache (prefix + committed slots).
+
+        Each call runs only the slots committed since the previous call, appending their
+        keys/values, and reads slot j from the hidden state of slot j-1 (SEP for slot 0),
+        exactly as the full causal pass does. Rows after the first masked slot are not
+        computed (zeros -> uniform logits): only the left-to-right `ar` rule with one slot
+        per step may use this predictor, which `make_predictor` guarantees.
+        """
+        cache, h_sep = self.encode_prefix(prefix, valid)
+        bsz, plen = valid.shape
+        alen = self.cfg.action_len
+        keys = [torch.cat([k, k.new_zeros(*k.shape[:2], alen, k.shape[3])], 2) for k in cache.keys]  # (B, nkv, P+L, hd)
+        values = [torch.cat([v, v.new_zeros(*v.shape[:2], alen, v.shape[3])], 2) for v in cache.values]
+        head_in = h_sep.new_zeros(bsz, alen, h_sep.shape[-1])  # (B, L, d): row j = hidden of slot j-1
+        head_in[:, 0] = h_sep
+        key_ok = torch.cat([valid, torch.ones(bsz, alen, dtype=torch.bool, device=valid.device)], 1)  # (B, P+L)
+        slot = torch.arange(alen, device=valid.device)
+        done = [0]  # slots whose keys/values are cached
+
+        def predictor(bins: torch.Tensor):
+            is_set = bins != MASK
+            committed = is_set.long().cumprod(1).sum(1)  # (B,) length of the left-aligned committed run
+            run, top, holes = torch.stack([committed.min(), committed.max(), (is_set.sum(1) != committed).sum()]).tolist()
+            if top != run or holes or run < done[0]:
+                raise RuntimeError("incremental AR cache needs one left-to-right commit per step (decoder 'ar')")
+            start = done[0]
+            if run > start:
+                new = slice(start, run)
+                # query slot i sees the valid prefix and slots <= i: (B, 1, T, P+run)
+                mask = key_ok[:, None, None, : plen + run] & torch.cat(
+                    [torch.ones(run - start, plen, dtype=torch.bool, device=valid.device),
+                     slot[None, :run] <= slot[new, None]], 1)[None, None]
+                past = KVCache([k[:, :, : plen + start] for k in keys], [v[:, :, : plen + start] for v in values],
+                               key_ok[:, : plen + start], cache.next_position)
+                positions = cache.next_position[:, None] + slot[new]
+                hidden, kvs = self.backbone(self.embed_actions(bins[:, new]), positions, mask, past=past, return_kv=True)
+                for (k_new, v_new), k, v in zip(kvs, keys, values, strict=True):
+                    k[:, :, plen + start : plen + run] = k_new
+                    v[:, :, plen + start : plen + run] = v_new
+                head_in[:, start + 1 : run + 1] = hidden[:, : alen - 1 - start]
+                done[0] = run
+            return self._readout(head_in, fused)
 
         return predictor
 
     @torch.no_grad()
     def sample_actions(self, obs: Observation, decoder: DecodeConfig | None = None,
-                       generator: torch.Generator | None = None, use_cache: bool = True):
-        """-> actions (B, H, D) in raw units (bin centers) and the DecodeResult (bins, NFE)."""
+                       generator: torch.Generator | None = None, use_cache: bool = True, fused_lsc: bool | None = None):
+        """-> actions (B, H, D) in raw units (bin centers) and the DecodeResult (bins, NFE).
+
+        use_cache / fused_lsc: see `make_predictor` (both exact up to float rounding).
+        """
         cfg = self.cfg
-        result: DecodeResult = decode(self.make_predictor(obs, use_cache), obs.batch_size, cfg.chunk_size,
-                                      cfg.action_dim, decoder or cfg.decoder, generator, obs.text_ids.device)
+        dec = decoder or cfg.decoder
+        result: DecodeResult = decode(self.make_predictor(obs, use_cache, dec, fused_lsc), obs.batch_size,
+                                      cfg.chunk_size, cfg.action_dim, dec, generator, obs.text_ids.device)
         actions = self.action_tokenizer.from_bins(result.bins.view(-1, cfg.chunk_size, cfg.action_dim))
         return actions, result
 

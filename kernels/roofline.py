@@ -1,0 +1,101 @@
+"""Roofline figures for decoding: machine rates, FLOPs and bytes per forward, fraction reached.
+
+The roofline bounds a kernel's rate by min(peak FLOP/s, intensity x memory bandwidth),
+intensity = FLOPs / bytes moved. Decoding at batch 1 runs few tokens per forward
+(35 action slots, or 1 for AR with a KV cache), so each forward reads every weight
+once for little arithmetic: intensity is low and the bound is bandwidth, or, for
+models this small, per-operator overhead (neither roof: see docs/speed.md).
+
+FLOPs are counted with torch's FlopCounterMode on a real forward (matmuls and
+attention); bytes are modeled: every backbone weight read once per forward as stored
+(fp32, 4 B: under CPU autocast the weights are re-cast to bf16 each call), plus the
+cached keys/values read by attention, in the compute dtype.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from vla.model import LLaDAVLA, Observation
+
+
+@dataclass
+class MachineRates:
+    matmul_fp32_gflops: float  # 2048^2 matmul, current torch thread count
+    matmul_bf16_gflops: float
+    copy_gbps: float  # large tensor copy: (bytes read + bytes written) / time
+    threads: int
+
+
+def _best_time(fn, reps: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def measure_machine(n: int = 2048, copy_mb: int = 512) -> MachineRates:
+    """Best-of-5 matmul rate in fp32 and bf16 and copy bandwidth on this device (CPU)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    rates = []
+    for dt in (torch.float32, torch.bfloat16):
+        x, y = a.to(dt), b.to(dt)
+        rates.append(2 * n**3 / _best_time(lambda x=x, y=y: x @ y, 5) / 1e9)
+    src = torch.empty(copy_mb * 2**20 // 4, dtype=torch.float32).fill_(1.0)
+    dst = torch.empty_like(src)
+    bw = 2 * src.numel() * 4 / _best_time(lambda: dst.copy_(src), 5) / 1e9
+    return MachineRates(rates[0], rates[1], bw, torch.get_num_threads())
+
+
+@dataclass
+class ForwardCost:
+    name: str  # which forward: vision, prefix, step (35 slots, cached), ar_step (1 slot + KV)
+    tokens: int  # query tokens in this forward
+    keys: int  # keys attended to (prefix + slots)
+    flops: float
+    bytes: float
+
+    @property
+    def intensity(self) -> float:
+        return self.flops / self.bytes
+
+
+def _count(fn) -> float:
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        fn()
+    return float(counter.get_total_flops())
+
+
+def forward_costs(model: LLaDAVLA, causal: LLaDAVLA, obs: Observation, kv_bytes: int = 4) -> list[ForwardCost]:
+    """FLOPs (counted) and bytes (modeled) of each kind of forward in one chunk."""
+    block_bytes = 4 * sum(p.numel() for p in model.backbone.blocks.parameters())
+    vision_bytes = 4 * sum(p.numel() for p in model.vision.parameters())
+    cfg = model.cfg.backbone
+    kv_per_key = 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * kv_bytes  # K and V, every layer
+    with torch.inference_mode():
+        prefix, valid = model.embed_prefix(obs)
+        plen, alen = prefix.shape[1], model.cfg.action_len
+        predictor = model.make_predictor(obs)
+        ar_pred = causal.make_predictor(obs)
+        bins = torch.full((1, alen), -1, device=prefix.device)
+        ar_pred(bins)
+        ar_bins = bins.clone()
+        ar_bins[:, 0] = 0
+        n_img = model.vision(obs.images).shape[1]
+    vision = _count(lambda: model.vision(obs.images))
+    prefix_f = _count(lambda: model.encode_prefix(prefix, valid))
+    step = _count(lambda: predictor(bins))
+    ar_step = _count(lambda: ar_pred(ar_bins))  # runs the one newly committed slot
+    return [
+        ForwardCost("vision", n_img, n_img, vision, vision_bytes),
+        ForwardCost("prefix", plen, plen, prefix_f, block_bytes + plen * kv_per_key),
+        ForwardCost("step (35 slots, prefix cache)", alen, plen + alen, step, block_bytes + (plen + alen) * kv_per_key),
+        ForwardCost("AR step (1 slot, KV cache)", 1, plen + 1, ar_step, block_bytes + (plen + 1) * kv_per_key),
+    ]

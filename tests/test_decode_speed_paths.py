@@ -1,0 +1,65 @@
+"""The fused LSC path through the model and decoders gives the logits path's actions."""
+
+import pytest
+import torch
+
+from vla.decoders import DECODERS, DecodeConfig, propose
+from vla.kernels.lsc_epilogue import LSCHidden
+from vla.model import LLaDAVLA
+
+from .conftest import small_config
+from .test_model import make_obs
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_fused_lsc_gives_identical_actions(tokenizer, name, use_cache):
+    model = LLaDAVLA(small_config(tokenizer)).eval()
+    obs = make_obs(tokenizer)
+    dec = DecodeConfig(name, steps=None if name == "ar" else 4, temperature=0.0)
+    _, ref = model.sample_actions(obs, dec, use_cache=use_cache, fused_lsc=False)
+    _, fused = model.sample_actions(obs, dec, use_cache=use_cache, fused_lsc=True)
+    assert torch.equal(ref.bins, fused.bins) and ref.nfe == fused.nfe
+
+
+def test_fused_lsc_with_remasking_falls_back_to_probabilities(tokenizer):
+    model = LLaDAVLA(small_config(tokenizer)).eval()
+    obs = make_obs(tokenizer)
+    predictor = model.make_predictor(obs, fused_lsc=True)
+    out = predictor(torch.full((3, model.cfg.action_len), -1))
+    assert isinstance(out, LSCHidden)
+    x0, conf, probs = propose(out, 0.0, None, need_probs=True)  # remasking path: full probabilities
+    assert probs is not None and probs.shape == (3, model.cfg.action_len, model.cfg.num_bins)
+    fx0, fconf, fprobs = propose(out, 0.0, None, need_probs=False)
+    assert fprobs is None and torch.equal(fx0, x0) and torch.allclose(fconf, conf, atol=1e-6)
+    dec = DecodeConfig("low_confidence", steps=6, temperature=0.5, remask=0.2)
+    outs = [model.sample_actions(obs, dec, torch.Generator().manual_seed(2), fused_lsc=f)[1] for f in (False, True)]
+    assert torch.equal(outs[0].bins, outs[1].bins)
+
+
+def test_gumbel_draws_match_between_paths():
+    """Same generator stream on both paths: the sampled tokens agree (fp32 vs float64 sum)."""
+    g = torch.Generator().manual_seed(0)
+    hidden, weight = torch.randn(4, 35, 64, generator=g), torch.randn(32, 64, generator=g)
+    lsc = LSCHidden(hidden, weight)
+    a = propose(lsc.logits(), 1.0, torch.Generator().manual_seed(9))
+    b = propose(lsc, 1.0, torch.Generator().manual_seed(9), need_probs=False)
+    assert (a[0] == b[0]).float().mean() > 0.99 and torch.allclose(a[1][a[0] == b[0]], b[1][a[0] == b[0]], atol=1e-5)
+    assert not torch.equal(a[0], lsc.logits().argmax(-1))  # the noise did change proposals
+
+
+def test_bench_cache_modes_agree_and_count_forwards(tokenizer):
+    """The benchmark's three AR cache modes decode the same tokens with 35 forwards each."""
+    from vla.kernels.decode_bench import AR, Row, render_rows, run_chunk, synthetic_actions, time_chunks
+
+    model = LLaDAVLA(small_config(tokenizer, attention="causal", decoder={"name": "ar", "steps": None})).eval()
+    obs = [make_obs(tokenizer, bsz=1, seed=s) for s in range(2)]
+    results = {c: time_chunks(model, obs, AR, c, bf16=False, iters=2, warmup=0) for c in ("none", "prefix", "kv")}
+    for lat, bins, nfe in results.values():
+        assert nfe == model.cfg.action_len and len(lat) == 2 and all(t > 0 for t in lat)
+        assert all(torch.equal(b, r) for b, r in zip(bins, results["none"][1], strict=True))
+    assert run_chunk(model, obs[0], AR, "kv").nfe == model.cfg.action_len
+    acts = synthetic_actions(torch.rand(4, 5, 2) * 2 - 1)
+    assert acts.shape == (4, 5, 7) and acts.abs().max() <= 1 and (acts[:, -1, 6] == 1).all()
+    row = Row("tiny", "bf16", "had", "prefix", 10.0, 12.5, 10.0, 3.5, 0.5, 2e9)
+    assert "| tiny | bf16 | had | prefix | 10.0 | 12.5 | 10.0 | 3.5 | 0.500 | 2.00 | 20.0% |" in render_rows([row], {"bf16": 1000.0})
