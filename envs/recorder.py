@@ -39,6 +39,9 @@ from typing import Any
 
 from vla.envs.rollout import Episode
 
+# The AV1 encoder (SVT-AV1) prints ~10 info lines per episode; keep its errors only.
+os.environ.setdefault("SVT_LOG", "1")
+
 PROGRESS_FILE = "meta/vla_recorder.json"
 PARAPHRASE_FILE = "meta/paraphrases.json"
 INFO_FILE = "meta/info.json"
