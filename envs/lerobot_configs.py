@@ -48,11 +48,38 @@ def _check_common(name: str, camera: str, cameras: tuple[str, ...], obs_type: st
         raise ValueError(f"{name}: obs_type {obs_type!r} is not supported for LeRobot rollouts; use 'pixels_agent_pos'")
 
 
+class _SuiteGym:
+    """What both suites' configs share: the gym id of `SUITE` and the kwargs it is built with."""
+
+    SUITE = ""
+
+    @property
+    def package_name(self) -> str:
+        return "vla.envs"
+
+    @property
+    def gym_id(self) -> str:
+        return GYM_IDS[self.SUITE]
+
+    @property
+    def gym_kwargs(self) -> dict:
+        return {
+            "task": self.task,
+            "obs_type": self.obs_type,
+            "camera": self.camera,
+            "height": self.observation_height,
+            "width": self.observation_width,
+            "episode_length": self.episode_length,
+            "render_mode": self.render_mode,
+        }
+
+
 @EnvConfig.register_subclass("vla_tabletop")
 @dataclass
-class VLATabletopEnvConfig(EnvConfig):
+class VLATabletopEnvConfig(_SuiteGym, EnvConfig):
     """Our tabletop suite. task: 'push', 'touch', 'reach', a comma-separated list, or 'all'."""
 
+    SUITE = "tabletop"
     task: str = "all"
     fps: int = int(round(1 / CONTROL_DT))
     episode_length: int = 100
@@ -84,34 +111,16 @@ class VLATabletopEnvConfig(EnvConfig):
             pixels: f"{OBS_IMAGES}.{self.camera}",
         }
 
-    @property
-    def package_name(self) -> str:
-        return "vla.envs"
-
-    @property
-    def gym_id(self) -> str:
-        return GYM_IDS["tabletop"]
-
-    @property
-    def gym_kwargs(self) -> dict:
-        return {
-            "task": self.task,
-            "obs_type": self.obs_type,
-            "camera": self.camera,
-            "height": self.observation_height,
-            "width": self.observation_width,
-            "episode_length": self.episode_length,
-            "render_mode": self.render_mode,
-        }
 
 
 @EnvConfig.register_subclass("vla_meta_world")
 @dataclass
-class VLAMetaWorldEnvConfig(EnvConfig):
+class VLAMetaWorldEnvConfig(_SuiteGym, EnvConfig):
     """Meta-World through `vla.envs.metaworld_suite`. task: a task name, MT10, MT50, a
     difficulty group (easy / medium / hard / very_hard) or a comma-separated mix; with
     several tasks, evaluation seeds sweep them (seed s runs task s % n)."""
 
+    SUITE = "metaworld"
     task: str = "MT10"
     fps: int = METAWORLD_FPS
     episode_length: int = 500
@@ -138,22 +147,3 @@ class VLAMetaWorldEnvConfig(EnvConfig):
         }
         self.features_map = {ACTION: ACTION, "agent_pos": OBS_STATE, "pixels": OBS_IMAGE}
 
-    @property
-    def package_name(self) -> str:
-        return "vla.envs"
-
-    @property
-    def gym_id(self) -> str:
-        return GYM_IDS["metaworld"]
-
-    @property
-    def gym_kwargs(self) -> dict:
-        return {
-            "task": self.task,
-            "obs_type": self.obs_type,
-            "camera": self.camera,
-            "height": self.observation_height,
-            "width": self.observation_width,
-            "episode_length": self.episode_length,
-            "render_mode": self.render_mode,
-        }
