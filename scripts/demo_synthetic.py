@@ -28,7 +28,7 @@ def main() -> None:
     print(json.dumps(results, indent=2))
     print(f"success {results['success']:.1%} with the given instruction; "
           f"{results['swapped_success_new_goal']:.1%} follow a swapped instruction "
-          f"(chance ~33%); model and results in {a.out}")
+          f"(a policy that reaches a square but ignores the instruction: ~33%); model and results in {a.out}")
 
 
 if __name__ == "__main__":
