@@ -34,7 +34,7 @@ from vla.envs.instructions import (  # noqa: E402
     metaworld_difficulty_groups,
     metaworld_instruction,
 )
-from vla.envs.rendering import CameraRenderer  # noqa: E402
+from vla.envs.rendering import CameraRenderer, check_env_args  # noqa: E402
 
 CAMERAS = ("corner4", "corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV")
 FLIPPED_CAMERAS = ("corner", "corner2", "corner3", "corner4")  # render upside down
@@ -125,14 +125,7 @@ class MetaWorldEnv(gym.Env):
         super().__init__()
         self.tasks = resolve_tasks(task)
         self.task = task
-        if obs_type not in ("pixels_agent_pos", "state"):
-            raise ValueError(f"unknown obs_type {obs_type!r}; choose 'pixels_agent_pos' or 'state'")
-        if camera not in CAMERAS:
-            raise ValueError(f"unknown Meta-World camera {camera!r}; choose from {list(CAMERAS)}")
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"unsupported render_mode {render_mode!r}; use 'rgb_array' or None")
-        if episode_length < 1:
-            raise ValueError(f"episode_length must be >= 1, got {episode_length}")
+        check_env_args("Meta-World", obs_type, camera, CAMERAS, render_mode, episode_length)
         self.obs_type = obs_type
         self.camera = camera
         self.height, self.width = int(height), int(width)

@@ -124,3 +124,16 @@ class CameraRenderer:
             self._renderer.close()
             self._renderer = None
         _LIVE.discard(self)
+
+
+def check_env_args(suite: str, obs_type: str, camera: str, cameras, render_mode: str | None,
+                   episode_length: int) -> None:
+    """Shared constructor checks of our suites' envs; errors list the valid choices."""
+    if obs_type not in ("pixels_agent_pos", "state"):
+        raise ValueError(f"unknown obs_type {obs_type!r}; choose 'pixels_agent_pos' or 'state'")
+    if camera not in cameras:
+        raise ValueError(f"unknown {suite} camera {camera!r}; choose from {list(cameras)}")
+    if render_mode not in (None, "rgb_array"):
+        raise ValueError(f"unsupported render_mode {render_mode!r}; use 'rgb_array' or None")
+    if episode_length < 1:
+        raise ValueError(f"episode_length must be >= 1, got {episode_length}")

@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
 from vla.envs.instructions import tabletop_instruction, tabletop_paraphrases  # noqa: E402
-from vla.envs.rendering import CameraRenderer, camera_names  # noqa: E402
+from vla.envs.rendering import CameraRenderer, camera_names, check_env_args  # noqa: E402
 
 FAMILIES = ("push", "touch", "reach")
 BLOCK_COLORS = ("red", "green", "blue")
@@ -149,14 +149,7 @@ class TabletopEnv(gym.Env):
         super().__init__()
         self.families = parse_families(task)
         self.task = task
-        if obs_type not in ("pixels_agent_pos", "state"):
-            raise ValueError(f"unknown obs_type {obs_type!r}; choose 'pixels_agent_pos' or 'state'")
-        if camera not in CAMERAS:
-            raise ValueError(f"unknown tabletop camera {camera!r}; choose from {list(CAMERAS)}")
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"unsupported render_mode {render_mode!r}; use 'rgb_array' or None")
-        if episode_length < 1:
-            raise ValueError(f"episode_length must be >= 1, got {episode_length}")
+        check_env_args("tabletop", obs_type, camera, CAMERAS, render_mode, episode_length)
         self.obs_type = obs_type
         self.camera = camera
         self.height, self.width = int(height), int(width)
