@@ -12,7 +12,6 @@ stored as JSON in the config so `save_pretrained` / `from_pretrained` carry it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 from collections import deque
@@ -21,7 +20,6 @@ from pathlib import Path
 import torch
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from vla.backbone import BackboneConfig
 from vla.decoders import DecodeConfig
@@ -126,15 +124,6 @@ class LLaDAVLAPolicy(PreTrainedPolicy):
         enabled = use_bf16_autocast(device, self.config.use_bf16)
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    def _train_context(self, device: torch.device) -> contextlib.ExitStack:
-        """bf16 autocast, and on CPU the plain-math attention kernel: for these short
-        sequences (~100 tokens) the CPU flash-attention backward took a third of a step."""
-        stack = contextlib.ExitStack()
-        stack.enter_context(self._autocast(device))
-        if device.type == "cpu":
-            stack.enter_context(sdpa_kernel([SDPBackend.MATH]))
-        return stack
-
     def _paraphrase(self, tasks: list[str], seeds: list[int] | None) -> list[str]:
         """Training-time augmentation: each task becomes one of its paraphrases with paraphrase_prob."""
         out = []
@@ -169,7 +158,7 @@ class LLaDAVLAPolicy(PreTrainedPolicy):
         obs = self._observation(batch, augment=self.training, seeds=seeds)
         valid = batch.get(f"{ACTION}_is_pad")
         valid = None if valid is None else ~valid.bool()
-        with self._train_context(obs.text_ids.device):
+        with self._autocast(obs.text_ids.device):
             loss, metrics = self.model.compute_loss(obs, batch[ACTION], action_valid=valid, sample_seeds=seeds)
         return loss, {k: float(v.detach()) for k, v in metrics.items()}
 

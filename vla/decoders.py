@@ -34,6 +34,7 @@ linearly over steps to `cfg.remask` are masked again (never at the last step).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -183,7 +184,7 @@ def low_confidence(predictor, batch_size, chunk_size, action_dim, cfg, generator
 def threshold(predictor, batch_size, chunk_size, action_dim, cfg, generator=None, device=None) -> DecodeResult:
     """Fast-dLLM parallel decoding: commit all slots above the threshold (>= schedule count)."""
     if cfg.steps is None:  # budget defaults to one slot per step: the threshold sets the pace
-        cfg = DecodeConfig(cfg.name, chunk_size * action_dim, cfg.temperature, cfg.threshold, cfg.remask)
+        cfg = dataclasses.replace(cfg, steps=chunk_size * action_dim)
 
     def rule(masked, conf, count):
         return select_lowest(torch.where(masked, -conf, float("inf")), count) | (conf >= cfg.threshold)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 @dataclass
@@ -104,7 +105,11 @@ class VisionTower(nn.Module):
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalized -> (B, N_img, C_vis) patch tokens."""
-        f = self.encoder.forward_features(x)
+        if x.device.type == "cpu":  # short sequences: the math attention kernel is faster (see vla.backbone)
+            with sdpa_kernel([SDPBackend.MATH]):
+                f = self.encoder.forward_features(x)
+        else:
+            f = self.encoder.forward_features(x)
         if f.ndim == 4:  # CNN: (B, C, h, w) -> (B, h*w, C)
             return f.flatten(2).transpose(1, 2)
         return f[:, self.num_prefix :]
