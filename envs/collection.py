@@ -12,7 +12,9 @@ single writer (`vla.envs.recorder.DemoWriter`) in this process.
 - Only successful episodes are written unless `keep_failed`; a task is given up (with a
   warning) after `max_attempts_factor * episodes_per_task + 5` attempts.
 - Resuming: re-running with the same `out` continues from the committed progress (the
-  writer rolls back a half-written episode first). Settings that change the data format
+  writer rolls back a half-written transaction first). Episodes are committed
+  `commit_every` at a time, so a kill loses at most that many; they are re-run with the
+  same seeds on resume. Settings that change the data format
   (suite, camera, image size, fps, video vs png) must match the existing dataset.
 """
 
@@ -52,12 +54,14 @@ class CollectConfig:
     height: int | None = None
     width: int | None = None
     episode_length: int | None = None
-    noise_std: float = 0.0  # Gaussian noise on the expert's xyz actions
+    noise_std: float = 0.0  # Gaussian noise on the expert's xyz actions (executed and recorded)
+    perturb_std: float = 0.0  # DART: noise on the executed xyz actions only; the clean action is recorded
     seed: int = 0
     use_videos: bool = True  # False stores PNG images
     vcodec: str = "libsvtav1"
     keep_failed: bool = False
     max_attempts_factor: int = 3
+    commit_every: int = 20  # episodes per dataset transaction; a kill loses at most these (they are re-run)
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
@@ -72,6 +76,10 @@ class CollectConfig:
             raise ValueError(f"episodes_per_task must be >= 1, got {self.episodes_per_task}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.perturb_std < 0 or self.noise_std < 0:
+            raise ValueError(f"noise_std={self.noise_std} and perturb_std={self.perturb_std} must be >= 0")
+        if self.commit_every < 1:
+            raise ValueError(f"commit_every must be >= 1, got {self.commit_every}")
 
 
 def task_list(suite: str, spec: str) -> list[tuple[int, str]]:
@@ -113,7 +121,7 @@ def _rollout(cfg: CollectConfig, task_name: str, seed: int) -> Episode:
     if task_name not in _WORKER_ENVS:
         _WORKER_ENVS[task_name] = make_suite_env(cfg, task_name)
     expert = make_expert(cfg.suite, cfg.noise_std, seed=seed)
-    return run_episode(_WORKER_ENVS[task_name], expert, seed, cfg.suite, task_name)
+    return run_episode(_WORKER_ENVS[task_name], expert, seed, cfg.suite, task_name, perturb_std=cfg.perturb_std)
 
 
 class _Inline:
@@ -155,6 +163,7 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
         disable=not cfg.progress_bar,
         unit="ep",
     )
+    pending: list = []  # finished episodes not yet committed (one transaction per commit_every)
     try:
         while True:
             _fill(pool, cfg, tasks, written, attempts, inflight_count, in_flight, max_attempts)
@@ -165,10 +174,14 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
             episode = future.result()
             writer.note_attempt(task_name)
             if (episode.success or cfg.keep_failed) and written[task_name] < target:
-                writer.write(episode)
+                pending.append(episode)
                 written[task_name] += 1
                 bar.update(1)
+            if len(pending) >= cfg.commit_every:
+                writer.write(pending)
+                pending = []
             bar.set_postfix(attempts=sum(writer.progress["attempts"].values()))
+        writer.write(pending)
     finally:
         bar.close()
         pool.shutdown(cancel_futures=True)

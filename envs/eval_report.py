@@ -98,6 +98,9 @@ def _aggregate(eps: list[EpisodeResult]) -> dict[str, Any]:
     return out
 
 
+ANCHOR_COLORS = {"expert": "#55a868", "random": "#8c8c8c"}
+
+
 def latency_summary(latencies_ms: list[float], batch_sizes: list[int]) -> dict[str, Any]:
     """p50 / p99 / mean milliseconds per policy call (one call = one chunk for a batch)."""
     if not latencies_ms:
@@ -180,6 +183,9 @@ def markdown_report(info: dict[str, Any]) -> str:
     if lat.get("n_calls"):
         lines.append(f"- policy latency per chunk: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms "
                      f"(mean batch {lat['mean_batch_size']:.1f}, {lat['n_calls']} calls)")
+    if pol.get("mean_nfe_per_chunk") is not None:
+        lines.append(f"- decoder: {pol.get('decoder')} ({pol.get('decode_steps')} steps), "
+                     f"{pol['mean_nfe_per_chunk']:.2f} forwards per chunk of {pol.get('action_slots')} action slots")
     lines.append(f"- chunk execution: {s['execution']}")
     if swap:
         lines += [
@@ -205,6 +211,19 @@ def markdown_report(info: dict[str, Any]) -> str:
     lines += ["", "## Per group", "", "| group | episodes | success % [95% CI] |", "|---|---|---|"]
     for g, m in info["per_group"].items():
         lines.append(f"| {g} | {m['n_episodes']} | {_fmt_ci(m)} |")
+    anchors = info.get("anchors", {})
+    if anchors:
+        names = list(anchors)
+        lines += ["", "## Anchors (same tasks and seeds)", "",
+                  "The scripted expert (privileged state) bounds success from above, uniform random actions "
+                  "from below; the policy's number means something between the two.", "",
+                  "| task | " + " | ".join([pol.get("name", "policy"), *names]) + " |",
+                  "|---|" + "---|" * (1 + len(names))]
+        for t in info["per_task"]:
+            cells = [_fmt_ci(t["metrics"])] + [_fmt_ci(anchors[a]["per_task"][t["task"]]) for a in names]
+            lines.append(f"| {t['task']} | " + " | ".join(cells) + " |")
+        cells = [_fmt_ci(o)] + [_fmt_ci(anchors[a]["overall"]) for a in names]
+        lines.append("| **overall** | " + " | ".join(cells) + " |")
     videos = o.get("video_paths", [])
     if videos:
         lines += ["", "## Videos", ""] + [f"- [{Path(v).name}]({v})" for v in videos]
@@ -223,13 +242,24 @@ def plot_success(info: dict[str, Any], path: str | Path) -> Path:
     pc = np.array([t["metrics"]["pc_success"] for t in tasks])
     ci = np.array([t["metrics"]["success_ci95"] for t in tasks]).reshape(-1, 2)
     err = np.clip(np.stack([pc - ci[:, 0], ci[:, 1] - pc]), 0.0, None)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(names) + 1.5), 3.6))
+    anchors = info.get("anchors", {})
+    width = 0.8 / (1 + len(anchors))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * (1 + len(anchors)) * len(names) + 1.5), 3.6))
     x = np.arange(len(names))
     swap = bool(tasks) and "pc_success_original_goal" in tasks[0]["metrics"]
-    ax.bar(x, pc, yerr=err, capsize=3, color="#4c72b0", label="instructed (swapped) goal" if swap else "success")
+    label = "instructed (swapped) goal" if swap else info["policy"].get("name", "success")
+    offset = -0.4 + width / 2
+    ax.bar(x + offset, pc, width, yerr=err, capsize=3, color="#4c72b0", label=label)
+    for k, (name, a) in enumerate(anchors.items(), start=1):
+        apc = np.array([a["per_task"][n]["pc_success"] for n in names])
+        aci = np.array([a["per_task"][n]["success_ci95"] for n in names]).reshape(-1, 2)
+        aerr = np.clip(np.stack([apc - aci[:, 0], aci[:, 1] - apc]), 0.0, None)
+        ax.bar(x + offset + k * width, apc, width, yerr=aerr, capsize=2, color=ANCHOR_COLORS.get(name, "#8172b3"),
+               label=f"{name} (anchor)")
     if swap:
         orig = [t["metrics"]["pc_success_original_goal"] for t in tasks]
-        ax.scatter(x, orig, color="#dd8452", zorder=3, label="original goal")
+        ax.scatter(x + offset, orig, color="#dd8452", zorder=3, label="original goal")
+    if swap or anchors:
         ax.legend(fontsize=7, loc="upper right", framealpha=0.9)
     ax.set_xticks(x, names, rotation=60 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center",
                   fontsize=8)

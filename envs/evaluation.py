@@ -270,6 +270,7 @@ class LeRobotPolicy:
         self.policy, self.pre, self.post, self.path = policy.eval(), preprocessor, postprocessor, path
         self.name = policy.name
         self.n_action_steps = int(policy.config.n_action_steps)
+        self.nfe: list[int] = []  # forwards per chunk call, for the report
 
     def reset(self, slot: int, seed: int) -> None:
         pass  # stateless between calls: chunk queues live in the evaluator
@@ -286,13 +287,16 @@ class LeRobotPolicy:
         batch["task"] = list(obs["task"])
         with torch.inference_mode():
             chunk = self.policy.predict_action_chunk(self.pre(batch))  # (b, H, D) normalized
+        if getattr(self.policy, "last_nfe", None) is not None:
+            self.nfe.append(int(self.policy.last_nfe))
         return self.post(chunk).float().cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
         c = self.policy.config
         return {"name": self.name, "path": self.path, "decoder": self.policy.model.cfg.decoder.name,
                 "decode_steps": self.policy.model.cfg.decoder.steps, "chunk_size": c.chunk_size,
-                "n_action_steps": self.n_action_steps,
+                "n_action_steps": self.n_action_steps, "action_slots": self.policy.model.cfg.action_len,
+                "mean_nfe_per_chunk": float(np.mean(self.nfe)) if self.nfe else None,
                 "description": f"{self.name} from {self.path} (decoder {self.policy.model.cfg.decoder.name}, "
                                f"{self.policy.model.cfg.decoder.steps} steps, chunk {c.chunk_size})"}
 
@@ -406,12 +410,43 @@ def make_vector_env(cfg: EvalConfig, tasks: list[TaskSpec], policy: EvalPolicy, 
     return envs
 
 
-def evaluate(cfg: EvalConfig, policy: EvalPolicy) -> dict[str, Any]:
+def evaluate(cfg: EvalConfig, policy: EvalPolicy, anchors: tuple[str, ...] = ()) -> dict[str, Any]:
     """Roll `policy` out for `cfg.n_episodes` per task; returns eval_info (and writes
-    eval_info.json, report.md, success.png and videos when `cfg.out_dir` is set)."""
+    eval_info.json, report.md, success.png and videos when `cfg.out_dir` is set).
+
+    anchors: names from `POLICY_ANCHORS` ('expert', 'random') rolled out on the same tasks
+    and seeds; their success goes into `info['anchors']`, the report and the plot, so the
+    policy's number is read between its upper and lower bound.
+    """
+    import dataclasses
+
+    unknown = sorted(set(anchors) - set(POLICY_ANCHORS))
+    if unknown:
+        raise ValueError(f"unknown anchors {unknown}; choose from {list(POLICY_ANCHORS)}")
+    info = _rollouts(cfg, policy)
+    if anchors:
+        quiet = dataclasses.replace(cfg, out_dir=None, max_videos=0)
+        info["anchors"] = {name: anchor_summary(_rollouts(quiet, load_policy(name))) for name in anchors}
+    if cfg.out_dir:
+        info["outputs"] = {k: str(v) for k, v in write_outputs(info, cfg.out_dir).items()}
+    return info
+
+
+def anchor_summary(info: dict[str, Any]) -> dict[str, Any]:
+    """The part of an anchor's eval_info that a report next to the policy's needs."""
+    keep = ("pc_success", "success_ci95", "n_episodes", "mean_episode_length")
+    return {"description": info["policy"].get("description", info["policy"].get("name")),
+            "overall": {k: info["overall"][k] for k in keep},
+            "per_task": {t["task"]: {k: t["metrics"][k] for k in ("pc_success", "success_ci95")}
+                         for t in info["per_task"]}}
+
+
+def _rollouts(cfg: EvalConfig, policy: EvalPolicy) -> dict[str, Any]:
+    """The evaluation loop proper: eval_info of `policy` (videos written, no other files)."""
     from tqdm import tqdm
 
     tasks = resolve_eval_tasks(cfg.suite, cfg.tasks)
+    getattr(policy, "nfe", []).clear()  # per-run statistics of a policy object that may be reused
     n_steps = cfg.n_action_steps or policy.n_action_steps
     queue = deque((t, ti, i) for ti, t in enumerate(tasks) for i in range(cfg.n_episodes))
     total = len(queue)
@@ -496,11 +531,8 @@ def evaluate(cfg: EvalConfig, policy: EvalPolicy) -> dict[str, Any]:
                 "execution": (f"temporal ensembling, m={cfg.temporal_ensemble}" if cfg.temporal_ensemble is not None
                               else f"first {n_steps} action(s) of each chunk"),
                 "seeds": f"seed_base + i for episode i of every task (seed_base={cfg.seed_base})"}
-    info = build_eval_info(results, time.perf_counter() - start, latency_summary(latencies, batch_sizes),
+    return build_eval_info(results, time.perf_counter() - start, latency_summary(latencies, batch_sizes),
                            policy.describe(), settings)
-    if cfg.out_dir:
-        info["outputs"] = {k: str(v) for k, v in write_outputs(info, cfg.out_dir).items()}
-    return info
 
 
 def _finish(cfg: EvalConfig, s: dict[str, Any], videos_dir: Path | None) -> EpisodeResult:

@@ -349,6 +349,7 @@ TABLETOP_TEMPLATES: dict[str, tuple[str, tuple[str, ...]]] = {
         ),
     ),
 }
+TABLETOP_TEMPLATES["reach_slots"] = TABLETOP_TEMPLATES["reach"]  # same goals, easier (slotted) scenes
 
 
 def tabletop_instruction(family: str, block: str | None = None, zone: str | None = None) -> str:

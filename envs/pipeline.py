@@ -1,13 +1,15 @@
 """The tabletop pipeline end to end: collect demos -> train the tiny preset -> evaluate.
 
-This is the README's main job (`bash scripts/quickstart.sh` -> `scripts/pipeline.py`). Each
-stage is the project's own entry point, so the pipeline checks them together:
+This is the README's main job (`bash scripts/quickstart.sh` -> `scripts/pipeline.py`; ~26 min
+on 2 CPU cores at the defaults). Each stage is the project's own entry point, so the pipeline
+checks them together:
 
 1. `vla.envs.collection.collect`: scripted-expert demos into a LeRobotDataset (resumable);
 2. `scripts/train.py --config configs/tabletop_tiny_cpu.json` (LeRobot's training loop,
    atomic checkpoints, frame cache) in a subprocess;
-3. `vla.envs.evaluation.evaluate` on seeds disjoint from the demos: eval_info.json,
-   report.md, success.png and videos.
+3. `vla.envs.evaluation.evaluate` on seeds disjoint from the demos (checked against the
+   demo dataset), with the expert and random anchors on the same seeds: eval_info.json,
+   report.md, success.png and videos; then the language ablation (`eval_swap/`).
 
 A finished stage is skipped when the pipeline is re-run with the same `out` (a crash loses
 at most the stage in progress; training resumes from its last checkpoint).
@@ -15,6 +17,7 @@ at most the stage in progress; training resumes from its last checkpoint).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -28,14 +31,18 @@ ROOT = Path(__file__).resolve().parents[1]
 @dataclass
 class PipelineConfig:
     out: str = "outputs/pipeline"  # everything goes under this folder
-    tasks: str = "all"  # tabletop families: push, touch, reach or all
-    episodes_per_task: int = 100  # demonstrations per family
-    steps: int = 3000  # training steps (batch 32)
+    tasks: str = "all"  # tabletop families: push, touch, reach, reach_slots or all
+    episodes_per_task: int = 150  # demonstrations per family
+    perturb_std: float = 0.0  # DART noise on the executed demo actions (clean labels recorded)
+    steps: int = 1600  # training steps (batch 32): ~18 min of the tiny preset on 2 CPU cores
     batch_size: int = 32
     eval_episodes: int = 30  # evaluation episodes per family
     preset: str = "configs/tabletop_tiny_cpu.json"
     workers: int = 2  # rollout processes for collection and evaluation
     seed: int = 0
+    anchors: tuple[str, ...] = ("expert", "random")  # rolled out on the same seeds, in the same report
+    language_ablation: bool = True  # also evaluate with swapped instructions (eval_swap/)
+    train_args: tuple[str, ...] = ()  # extra lerobot-train overrides, e.g. ("--policy.d_model=128",)
     progress: bool = True
 
 
@@ -51,7 +58,8 @@ def _train(cfg: PipelineConfig, demos: Path, train_dir: Path) -> Path:
         cmd = [sys.executable, script, "--config", str(ROOT / cfg.preset), f"--dataset.root={demos}",
                "--dataset.repo_id=local/vla_demos", f"--steps={cfg.steps}", f"--batch_size={cfg.batch_size}",
                f"--save_freq={max(cfg.steps // 4, 1)}", f"--log_freq={max(cfg.steps // 20, 1)}",
-               f"--output_dir={train_dir}", f"--policy.scheduler_decay_steps={cfg.steps}", f"--seed={cfg.seed}"]
+               f"--output_dir={train_dir}", f"--policy.scheduler_decay_steps={cfg.steps}", f"--seed={cfg.seed}",
+               *cfg.train_args]
     subprocess.run(cmd, check=True)
     return done
 
@@ -59,7 +67,7 @@ def _train(cfg: PipelineConfig, demos: Path, train_dir: Path) -> Path:
 def run_pipeline(cfg: PipelineConfig) -> dict:
     """Run (or finish) every stage; returns a summary with the success rate and report path."""
     from vla.envs.collection import CollectConfig, collect
-    from vla.envs.evaluation import EvalConfig, evaluate, load_policy
+    from vla.envs.evaluation import EvalConfig, check_seeds_disjoint, evaluate, load_policy
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -70,7 +78,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     demos = out / "demos"
     print(f"[1/3] collecting {cfg.episodes_per_task} expert demos per family ({cfg.tasks}) -> {demos}", flush=True)
     collect(CollectConfig(suite="tabletop", tasks=cfg.tasks, episodes_per_task=cfg.episodes_per_task, out=str(demos),
-                          workers=cfg.workers, seed=cfg.seed, progress_bar=cfg.progress))
+                          workers=cfg.workers, seed=cfg.seed, perturb_std=cfg.perturb_std,
+                          progress_bar=cfg.progress))
     timings["collect_s"] = time.time() - t
 
     t = time.time()
@@ -80,14 +89,29 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
 
     t = time.time()
     print(f"[3/3] evaluating {cfg.eval_episodes} episodes per family on unseen seeds -> {out / 'eval'}", flush=True)
-    info = evaluate(EvalConfig(suite="tabletop", tasks=cfg.tasks, n_episodes=cfg.eval_episodes, n_envs=cfg.workers,
-                               out_dir=str(out / "eval"), progress=cfg.progress), load_policy(str(checkpoint)))
+    policy = load_policy(str(checkpoint))
+    eval_cfg = EvalConfig(suite="tabletop", tasks=cfg.tasks, n_episodes=cfg.eval_episodes, n_envs=cfg.workers,
+                          out_dir=str(out / "eval"), progress=cfg.progress, max_videos=4)
+    check_seeds_disjoint([eval_cfg.seed_base + i for i in range(cfg.eval_episodes)], demos)
+    info = evaluate(eval_cfg, policy, cfg.anchors)
+    swap = None
+    if cfg.language_ablation:
+        swap = evaluate(dataclasses.replace(eval_cfg, out_dir=str(out / "eval_swap"), swap_instructions=True,
+                                            max_videos=0), policy)
     timings["eval_s"] = time.time() - t
 
     overall = info["overall"]
     per_task = {t["task"]: t["metrics"]["pc_success"] for t in info["per_task"]}
     summary = {"pc_success": overall["pc_success"], "success_ci95": overall["success_ci95"],
                "pc_success_per_task": per_task, "checkpoint": str(checkpoint),
-               "report": str(out / "eval" / "report.md"), **timings}
+               "report": str(out / "eval" / "report.md"),
+               "anchors": {k: a["overall"] for k, a in info.get("anchors", {}).items()}, **timings}
+    if swap is not None:
+        so = swap["overall"]
+        summary["language_ablation"] = {
+            "pc_success_swapped_instruction": so["pc_success"], "success_ci95": so["success_ci95"],
+            "pc_success_original_goal": so["pc_success_original_goal"],
+            "success_ci95_original_goal": so["success_ci95_original_goal"],
+            "report": str(out / "eval_swap" / "report.md")}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary

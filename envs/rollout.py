@@ -58,12 +58,21 @@ def run_episode(
     suite: str,
     task_name: str,
     options: dict[str, Any] | None = None,
+    perturb_std: float = 0.0,
 ) -> Episode:
     """Roll out `expert` in `env` from `reset(seed=seed)` until it terminates or truncates.
 
     The env's `obs_type` decides whether images are recorded ('pixels_agent_pos') or not
     ('state'); an episode succeeds if any step reports success.
+
+    perturb_std: Gaussian noise added to the *executed* xyz actions while the expert's clean
+    action is *recorded* (DART, Laskey et al. 2017): the demonstrations then visit states
+    a little off the expert's path and show how to get back, which a policy cloned from
+    them needs once its own small errors compound. Seeded from `seed`.
     """
+    if perturb_std < 0:
+        raise ValueError(f"perturb_std must be >= 0, got {perturb_std}")
+    rng = np.random.default_rng([seed, 7])
     obs, _ = env.reset(seed=seed, options=options)
     instruction = env.task_description
     paraphrases = paraphrases_of(env)
@@ -75,7 +84,11 @@ def run_episode(
         actions.append(np.asarray(action, dtype=np.float32))
         if "pixels" in obs:
             frames.append(obs["pixels"])
-        obs, _, terminated, truncated, info = env.step(action)
+        executed = np.asarray(action, dtype=np.float32)
+        if perturb_std > 0:
+            executed = executed.copy()
+            executed[:3] = np.clip(executed[:3] + rng.normal(0.0, perturb_std, size=3), -1.0, 1.0)
+        obs, _, terminated, truncated, info = env.step(executed)
         success = success or bool(info.get("success", False))
         if terminated or truncated:
             break

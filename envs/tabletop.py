@@ -8,6 +8,10 @@ seed. Task families (see `FAMILIES`):
   must come to rest inside the zone
 - ``touch``: "touch the {block} block"                      (3 goals per scene)
 - ``reach``: "move the gripper to the {zone} zone"          (3 goals per scene)
+- ``reach_slots``: ``reach`` with the zones in three fixed slots along a row and the blocks
+  in three fixed slots behind them, colors shuffled per scene: the easy tier (the policy
+  must still read which slot holds the named color, so it stays language-decisive), meant
+  for CI's learning test and first runs on a laptop CPU
 
 Every scene admits all goals of its family, so the *instruction*, not the image, decides
 what counts as success: a policy that ignores language succeeds in at most ~1/3 of the
@@ -41,7 +45,8 @@ from gymnasium import spaces  # noqa: E402
 from vla.envs.instructions import tabletop_instruction, tabletop_paraphrases  # noqa: E402
 from vla.envs.rendering import CameraRenderer, camera_names, check_env_args  # noqa: E402
 
-FAMILIES = ("push", "touch", "reach")
+FAMILIES = ("push", "touch", "reach", "reach_slots")
+SLOTTED_FAMILIES = ("reach_slots",)  # families whose objects sit in fixed slots (colors shuffled)
 BLOCK_COLORS = ("red", "green", "blue")
 ZONE_COLORS = ("yellow", "cyan", "magenta")
 CAMERAS = ("front", "top")
@@ -58,6 +63,8 @@ REACH_SUCCESS_HEIGHT = 0.04  # ... and at most this high above the table
 HAND_LOW = np.array([-0.25, -0.25, 0.005])
 HAND_HIGH = np.array([0.25, 0.25, 0.25])
 PLACE_LIMIT = 0.17  # object centers are sampled in [-PLACE_LIMIT, PLACE_LIMIT]^2
+ZONE_SLOTS = np.array([[-0.13, 0.02], [0.0, 0.02], [0.13, 0.02]])  # SLOTTED_FAMILIES: a row of zones ...
+BLOCK_SLOTS = np.array([[-0.13, 0.15], [0.0, 0.15], [0.13, 0.15]])  # ... and the blocks behind them
 MIN_SEPARATION = {  # minimum center distances between sampled objects
     ("zone", "zone"): 0.13,
     ("zone", "block"): 0.10,
@@ -104,8 +111,8 @@ def all_goals(family: str) -> list[Goal]:
         return [Goal("push", b, z) for b in BLOCK_COLORS for z in ZONE_COLORS]
     if family == "touch":
         return [Goal("touch", block=b) for b in BLOCK_COLORS]
-    if family == "reach":
-        return [Goal("reach", zone=z) for z in ZONE_COLORS]
+    if family in ("reach", "reach_slots"):
+        return [Goal(family, zone=z) for z in ZONE_COLORS]
     raise ValueError(f"unknown tabletop family {family!r}; choose from {list(FAMILIES)}")
 
 
@@ -223,18 +230,20 @@ class TabletopEnv(gym.Env):
         rng = self.np_random
         mujoco.mj_resetData(self.model, self.data)
         zones, blocks = self._sample_layout(rng)
+        hand = [rng.uniform(-0.05, 0.05), rng.uniform(-0.23, -0.19), 0.12]
+        # The goal is drawn after the layout, so forcing it leaves the scene unchanged.
+        family = self.families[int(rng.integers(len(self.families)))]
+        goal_index = int(rng.integers(len(all_goals(family))))
+        self.goal = self._choose_goal(family, goal_index, options or {})
+        if self.goal.family in SLOTTED_FAMILIES:  # drawn last: the other families' scenes stay as they were
+            zones, blocks = list(ZONE_SLOTS[rng.permutation(3)]), list(BLOCK_SLOTS[rng.permutation(3)])
         for color, xy in zip(ZONE_COLORS, zones, strict=True):
             self.data.mocap_pos[self._zone_mocap[color]] = [xy[0], xy[1], 0.0006]
         for color, xy in zip(BLOCK_COLORS, blocks, strict=True):
             adr = self._block_qadr[color]
             self.data.qpos[adr : adr + 3] = [xy[0], xy[1], BLOCK_HALF]
             self.data.qpos[adr + 3 : adr + 7] = [1.0, 0.0, 0.0, 0.0]
-        hand = [rng.uniform(-0.05, 0.05), rng.uniform(-0.23, -0.19), 0.12]
         self.data.mocap_pos[self._hand_mocap] = hand
-        # The goal is drawn after the layout, so forcing it leaves the scene unchanged.
-        family = self.families[int(rng.integers(len(self.families)))]
-        goal_index = int(rng.integers(len(all_goals(family))))
-        self.goal = self._choose_goal(family, goal_index, options or {})
         self.data.ctrl[:] = 0.0
         mujoco.mj_forward(self.model, self.data)
         self._steps = 0
@@ -254,7 +263,7 @@ class TabletopEnv(gym.Env):
             raise ValueError(f"unknown zone color {zone!r}; choose from {list(ZONE_COLORS)}")
         if family == "touch":
             zone = None
-        if family == "reach":
+        if family in ("reach", "reach_slots"):
             block = None
         return Goal(family, block, zone)
 
@@ -342,7 +351,7 @@ class TabletopEnv(gym.Env):
             )
         if goal.family == "touch":
             return self._touched == goal.block
-        tcp, zone = self.tcp_pos, self.zone_pos(goal.zone)
+        tcp, zone = self.tcp_pos, self.zone_pos(goal.zone)  # reach, reach_slots
         return bool(np.linalg.norm(tcp[:2] - zone[:2]) < REACH_SUCCESS_RADIUS and tcp[2] < REACH_SUCCESS_HEIGHT)
 
     def _observation(self) -> dict[str, Any]:

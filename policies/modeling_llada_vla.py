@@ -167,7 +167,8 @@ class LLaDAVLAPolicy(PreTrainedPolicy):
         """-> (B, chunk_size, D) actions in normalized units."""
         obs = self._observation(batch)
         with self._autocast(obs.text_ids.device):
-            actions, _ = self.model.sample_actions(obs, generator=kwargs.get("generator"))
+            actions, result = self.model.sample_actions(obs, generator=kwargs.get("generator"))
+        self.last_nfe = result.nfe  # forwards of the latest chunk (evaluation reports NFE per chunk)
         return actions.float()
 
     @torch.no_grad()

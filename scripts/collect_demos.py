@@ -43,11 +43,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--height", type=int, default=None, help="default: 128 / 96")
     p.add_argument("--width", type=int, default=None, help="default: 128 / 96")
     p.add_argument("--episode-length", type=int, default=None, help="default: 500 / 100")
-    p.add_argument("--noise-std", type=float, default=0.0, help="expert action noise (xyz)")
+    p.add_argument("--noise-std", type=float, default=0.0, help="expert action noise (xyz), executed and recorded")
+    p.add_argument("--perturb-std", type=float, default=0.0,
+                   help="DART: noise on the executed xyz actions while the clean expert action is recorded")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--png", action="store_true", help="store PNG images instead of video")
     p.add_argument("--vcodec", default="libsvtav1", help="video codec (LeRobot's default)")
     p.add_argument("--keep-failed", action="store_true", help="also write failed episodes")
+    p.add_argument("--commit-every", type=int, default=20,
+                   help="episodes per dataset transaction (a kill loses at most these; they are re-run)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p.parse_args(argv)
 
@@ -69,10 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         width=args.width,
         episode_length=args.episode_length,
         noise_std=args.noise_std,
+        perturb_std=args.perturb_std,
         seed=args.seed,
         use_videos=not args.png,
         vcodec=args.vcodec,
         keep_failed=args.keep_failed,
+        commit_every=args.commit_every,
         progress_bar=not args.no_progress,
     )
     progress = collect(cfg)

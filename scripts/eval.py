@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="query every step and average overlapping chunks with weights exp(-M*i) (ACT; e.g. 0.01)")
     p.add_argument("--swap-instructions", action="store_true",
                    help="tabletop language ablation: give each episode another goal's instruction")
+    p.add_argument("--anchors", default="", metavar="expert,random",
+                   help="also roll out these anchors on the same seeds; reported next to the policy")
     p.add_argument("--max-videos", type=int, default=4, help="episodes saved as mp4")
     p.add_argument("--device", default=None, help="policy device (default: the checkpoint's)")
     p.add_argument("--out", required=True, help="output folder")
@@ -59,10 +61,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     args = parse_args(argv)
-    from vla.envs.evaluation import EvalConfig, check_seeds_disjoint, evaluate, load_policy
+    from vla.envs.evaluation import POLICY_ANCHORS, EvalConfig, check_seeds_disjoint, evaluate, load_policy
 
     if args.policy and (args.decoder or args.decode_steps):
         raise SystemExit("--decoder / --decode-steps apply to a --policy.path checkpoint, not to an anchor")
+    anchors = tuple(a.strip() for a in args.anchors.split(",") if a.strip())
+    if set(anchors) - set(POLICY_ANCHORS):
+        raise SystemExit(f"error: --anchors {args.anchors!r}; choose from {list(POLICY_ANCHORS)}")
     try:
         cfg = EvalConfig(
             suite=args.suite, tasks=args.tasks, n_episodes=args.n_episodes, n_envs=args.n_envs,
@@ -77,13 +82,16 @@ def main(argv: list[str] | None = None) -> int:
                              decode_steps=args.decode_steps)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
-    info = evaluate(cfg, policy)
+    info = evaluate(cfg, policy, anchors)
     o = info["overall"]
     low, high = o["success_ci95"]
     print(f"success {o['pc_success']:.1f}% [{low:.1f}, {high:.1f}] over {o['n_episodes']} episodes; "
           f"mean length {o['mean_episode_length']:.1f}; {o['eval_s']:.1f} s")
     if "pc_success_original_goal" in o:
         print(f"original-goal success {o['pc_success_original_goal']:.1f}% (language ablation)")
+    for name, a in info.get("anchors", {}).items():
+        low, high = a["overall"]["success_ci95"]
+        print(f"anchor {name}: {a['overall']['pc_success']:.1f}% [{low:.1f}, {high:.1f}]")
     print(json.dumps(info["outputs"], indent=2))
     return 0
 

@@ -10,7 +10,7 @@ from a hub). Weights come from a local file in timm's format (a state_dict saved
 .safetensors / .pth / .bin), loaded through timm's own `pretrained_cfg_overlay=dict(file=...)`
 path, exactly as a user with downloaded weights would. ViTs give patch tokens (prefix
 tokens such as CLS are dropped, as LLaVA does); CNNs give their final feature map
-flattened to tokens.
+flattened to tokens, plus a learned position embedding per cell (ViTs carry their own).
 """
 
 from __future__ import annotations
@@ -96,6 +96,12 @@ class VisionTower(nn.Module):
         self.tokens_per_camera, feat_dim = probe.shape[1], probe.shape[2]
         self.projector = Projector(feat_dim, d_model)
         self.camera_embed = nn.Parameter(torch.zeros(len(cfg.cameras), d_model))
+        # A CNN's tokens carry no position of their own (a ViT's carry its position embedding),
+        # and the backbone's RoPE moves only queries/keys, so an attention read-out of "where
+        # is the red block" would lose the where: add a learned one per feature-map cell.
+        self.pos_embed = None
+        if not hasattr(self.encoder, "pos_embed"):
+            self.pos_embed = nn.Parameter(torch.randn(self.tokens_per_camera, d_model) * 0.02)
         if cfg.freeze:
             self.encoder.requires_grad_(False)
 
@@ -105,11 +111,16 @@ class VisionTower(nn.Module):
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalized -> (B, N_img, C_vis) patch tokens."""
+        # features_only CNNs (timm FeatureListNet, e.g. encoder_kwargs {"features_only": True,
+        # "out_indices": [3]} for a stride-16 map) have no forward_features: take the last map.
+        run = getattr(self.encoder, "forward_features", self.encoder)
         if x.device.type == "cpu":  # short sequences: the math attention kernel is faster (see vla.backbone)
             with sdpa_kernel([SDPBackend.MATH]):
-                f = self.encoder.forward_features(x)
+                f = run(x)
         else:
-            f = self.encoder.forward_features(x)
+            f = run(x)
+        if isinstance(f, (list, tuple)):
+            f = f[-1]
         if f.ndim == 4:  # CNN: (B, C, h, w) -> (B, h*w, C)
             return f.flatten(2).transpose(1, 2)
         return f[:, self.num_prefix :]
@@ -134,5 +145,7 @@ class VisionTower(nn.Module):
         n_cam, bsz = len(batch), batch[0].shape[0]
         x = (torch.cat(batch, 0) - self.pixel_mean) / self.pixel_std  # (n_cam*B, 3, S, S)
         tokens = self.projector(self._features(x))  # (n_cam*B, N_img, d)
+        if self.pos_embed is not None:
+            tokens = tokens + self.pos_embed
         tokens = tokens.view(n_cam, bsz, -1, tokens.shape[-1]) + self.camera_embed[:, None, None, :]
         return tokens.permute(1, 0, 2, 3).reshape(bsz, -1, tokens.shape[-1])  # (B, n_cam*N_img, d)

@@ -104,6 +104,23 @@ def test_eval_info_follows_lerobots_schema(tmp_path):
     assert (tmp_path / "success.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_anchors_share_the_report_and_the_seeds(tmp_path):
+    cfg = EvalConfig(suite="tabletop", tasks="touch,reach", n_episodes=3, n_envs=2, async_envs=False, progress=False,
+                     out_dir=str(tmp_path))
+    info = evaluate(cfg, load_policy("random"), anchors=("expert", "random"))
+    anchors = json.loads((tmp_path / "eval_info.json").read_text())["anchors"]
+    assert set(anchors) == {"expert", "random"}
+    assert anchors["expert"]["overall"]["pc_success"] >= 95 and anchors["expert"]["overall"]["n_episodes"] == 6
+    assert set(anchors["expert"]["per_task"]) == {"touch", "reach"}
+    # the random anchor on the same seeds is the same rollout as the random policy itself
+    assert anchors["random"]["overall"]["pc_success"] == info["overall"]["pc_success"]
+    report = (tmp_path / "report.md").read_text()
+    assert "## Anchors (same tasks and seeds)" in report and "| touch | " in report.split("## Anchors")[1]
+    assert (tmp_path / "success.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="choose from"):
+        evaluate(cfg, load_policy("random"), anchors=("oracle",))
+
+
 def test_metaworld_tasks_report_per_difficulty_group():
     info = run("expert", suite="metaworld", tasks="reach-v3,hand-insert-v3", n_episodes=1)
     assert set(info["per_group"]) == {"easy", "hard"}
@@ -185,6 +202,7 @@ def test_decoder_override_and_temporal_ensembling_on_a_loaded_policy(tiny_policy
                      progress=False)
     info = evaluate(cfg, load_policy(str(tiny_policy)))
     assert info["overall"]["latency_ms"]["n_calls"] == 6  # ensembling queries the policy every step
+    assert info["policy"]["mean_nfe_per_chunk"] == 4.0  # the checkpoint decodes in 4 forwards per chunk
     assert info["per_task"][0]["metrics"]["episode_lengths"] == [6]
     with pytest.raises(ValueError, match="choose from"):
         load_policy(str(tiny_policy), decoder="beam")

@@ -20,7 +20,7 @@ from vla.envs.collection import CollectConfig, collect
 from vla.envs.experts import TabletopExpert
 from vla.envs.recorder import DemoWriter, dataset_features, read_paraphrases, read_progress
 from vla.envs.rollout import run_episode
-from vla.envs.tabletop import TabletopEnv
+from vla.envs.tabletop import FAMILIES, TabletopEnv
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "MUJOCO_GL": "egl", "SVT_LOG": "1", "HF_HUB_OFFLINE": "1"}
@@ -39,19 +39,21 @@ def episodes(n: int, size: int = 64):
     return eps
 
 
-def write(root: Path, eps, use_videos: bool) -> None:
+def write(root: Path, eps, use_videos: bool, per_transaction: int = 1) -> None:
     feats = dataset_features("tabletop", "front", 64, 64, use_videos)
     writer = DemoWriter(root, "local/test", 20, feats, "observation.images.front")
-    for ep in eps:
-        writer.write(ep)
+    for i in range(0, len(eps), per_transaction):
+        writer.write(eps[i] if per_transaction == 1 else eps[i : i + per_transaction])
 
 
 @pytest.mark.parametrize("use_videos", [True, False], ids=["video", "png"])
 def test_round_trip(tmp_path, use_videos):
-    eps = episodes(2)
-    write(tmp_path / "ds", eps, use_videos)
+    eps = episodes(3)
+    write(tmp_path / "ds", eps, use_videos, per_transaction=2)  # a 2-episode transaction, then a 1-episode one
     ds = load(tmp_path / "ds")
-    assert ds.num_episodes == 2 and ds.num_frames == sum(e.length for e in eps)
+    assert ds.num_episodes == 3 and ds.num_frames == sum(e.length for e in eps)
+    records = read_progress(tmp_path / "ds")["episodes"]
+    assert [r["episode_index"] for r in records] == [0, 1, 2] and [r["seed"] for r in records] == [0, 1, 2]
     assert ds.meta.features["observation.images.front"]["dtype"] == ("video" if use_videos else "image")
     index = 0
     for ep in eps:
@@ -181,6 +183,8 @@ def test_sigkilled_collect_script_leaves_a_loadable_dataset(tmp_path):
         str(out),
         "--workers",
         "1",
+        "--commit-every",
+        "2",
         "--height",
         "48",
         "--width",
@@ -202,8 +206,9 @@ def test_sigkilled_collect_script_leaves_a_loadable_dataset(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)  # the recorder and its worker, no cleanup
         proc.wait()
     committed = load(out).num_episodes  # loads as is, before any recovery
-    assert 3 <= committed < 18
+    total = 6 * len(FAMILIES)
+    assert 3 <= committed < total
     done = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1])["episodes"] == 18
-    assert load(out).num_episodes == 18
+    assert json.loads(done.stdout.strip().splitlines()[-1])["episodes"] == total
+    assert load(out).num_episodes == total

@@ -190,3 +190,36 @@ def test_unknown_names_list_valid_choices():
     env = TabletopEnv(obs_type="state")
     with pytest.raises(ValueError, match="red"):
         env.reset(seed=0, options={"family": "touch", "block": "purple"})
+
+
+def test_perturbed_rollouts_record_the_clean_expert_action():
+    """DART collection: noise moves the executed actions (so the states leave the expert's
+    path) while the recorded labels stay the expert's own (speed-capped: xyz norm <= 1)."""
+    from vla.envs.rollout import run_episode
+
+    env = TabletopEnv(task="reach", obs_type="state")
+    clean = run_episode(env, TabletopExpert(), 5, "tabletop", "reach")
+    noisy = run_episode(env, TabletopExpert(), 5, "tabletop", "reach", perturb_std=0.5)
+    assert not np.allclose(clean.states[1:3], noisy.states[1:3])  # the executed actions were perturbed
+    assert np.linalg.norm(noisy.actions[:, :3], axis=1).max() <= 1.0 + 1e-5  # labels: the expert's capped moves
+    assert noisy.success
+    with pytest.raises(ValueError, match="perturb_std"):
+        run_episode(env, TabletopExpert(), 5, "tabletop", "reach", perturb_std=-1)
+
+
+def test_slotted_family_shuffles_colors_over_fixed_slots():
+    """reach_slots: zones always sit in the same three slots (blocks behind them); only the
+    colors move, so the named color decides which slot is the goal."""
+    from vla.envs.tabletop import BLOCK_SLOTS, ZONE_SLOTS
+
+    env = TabletopEnv(task="reach_slots", obs_type="state")
+    orders = set()
+    for seed in range(12):
+        env.reset(seed=seed)
+        zones = np.array([env.zone_pos(c)[:2] for c in ZONE_COLORS])
+        blocks = np.array([env.block_pos(c)[:2] for c in BLOCK_COLORS])
+        assert sorted(map(tuple, zones.round(6))) == sorted(map(tuple, ZONE_SLOTS.round(6)))
+        assert sorted(map(tuple, blocks.round(6))) == sorted(map(tuple, BLOCK_SLOTS.round(6)))
+        orders.add(tuple(np.argsort(zones[:, 0])))
+    assert len(orders) >= 4  # colors really move between slots
+    env.close()

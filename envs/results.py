@@ -1,0 +1,133 @@
+"""First results on the tabletop suite, regenerated into BENCHMARKS.md by one command.
+
+    python scripts/results_tabletop.py            # pipeline + language ablation + decoder ablation
+
+This module owns what the "Results: tabletop" section of BENCHMARKS.md shows and how it is
+measured: the README pipeline (`vla.envs.pipeline`: collect, train the tiny preset, evaluate
+on unseen seeds with the expert and random anchors), then on the same checkpoint and seeds
+
+- the language ablation: each instruction swapped for another goal of the same scene
+  (success should follow the instruction, not the scene);
+- the decoder ablation: HAD vs LLaDA low-confidence vs Fast-dLLM threshold vs left-to-right
+  order, with forwards (NFE) per chunk.
+
+Every figure in the section comes from the eval_info.json files this run writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from vla.envs.pipeline import PipelineConfig, run_pipeline
+
+SECTION = "## Results: tabletop"
+# (label, decoder name, steps): the same 10 forwards per chunk for the fixed-budget decoders;
+# threshold commits every slot above its confidence threshold, so it may use fewer.
+DECODER_ABLATION = (
+    ("HAD (default)", "had", 10),
+    ("low_confidence", "low_confidence", 10),
+    ("threshold 0.9", "threshold", 10),
+    ("left-to-right", "ar", 10),
+)
+
+
+def _ci(block: dict[str, Any], key: str = "") -> str:
+    low, high = block[f"success_ci95{key}"]
+    return f"{block[f'pc_success{key}']:.1f} [{low:.0f}, {high:.0f}]"
+
+
+def run_decoder_ablation(checkpoint: str, out: Path, tasks: str, n_episodes: int, workers: int,
+                         progress: bool = True, done: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """eval_info per decoder of DECODER_ABLATION on one checkpoint (same seeds for all).
+    `done`: an eval_info already measured with the checkpoint's own decoder (reused)."""
+    from vla.envs.evaluation import EvalConfig, evaluate, load_policy, set_decoder
+
+    policy = load_policy(checkpoint)
+    results = {}
+    for label, name, steps in DECODER_ABLATION:
+        pol = (done or {}).get("policy", {})
+        if pol.get("decoder") == name and pol.get("decode_steps") == steps:
+            results[label] = done
+            continue
+        path = out / "decoders" / name / "eval_info.json"
+        if path.is_file():  # finished in an earlier run of the same command
+            results[label] = json.loads(path.read_text())
+            continue
+        set_decoder(policy.policy, name, steps)
+        cfg = EvalConfig(suite="tabletop", tasks=tasks, n_episodes=n_episodes, n_envs=workers,
+                         out_dir=str(path.parent), progress=progress)
+        results[label] = evaluate(cfg, policy)
+    return results
+
+
+def results_section(summary: dict[str, Any], main: dict[str, Any], swap: dict[str, Any] | None,
+                    decoders: dict[str, dict[str, Any]], command: str, machine: str) -> str:
+    """The BENCHMARKS.md section (markdown) from this run's eval_info files."""
+    anchors = main.get("anchors", {})
+    cfg = summary["config"]
+    lines = [
+        SECTION, "",
+        f"`{command}` (CPU here: {machine}). Demos: {cfg['episodes_per_task']} scripted-expert episodes per "
+        f"family; training: the tiny preset (`{cfg['preset']}`), {cfg['steps']} steps of batch {cfg['batch_size']}; "
+        f"evaluation: {main['settings']['n_episodes']} episodes per family on seeds disjoint from the demos. "
+        f"Wall time: collect {summary['collect_s'] / 60:.1f} min, train {summary['train_s'] / 60:.1f} min, "
+        f"evaluate (policy, anchors, ablations) {summary['eval_s'] / 60:.1f} + {summary['ablation_s'] / 60:.1f} min. "
+        "Success in % with Wilson 95% intervals.", "",
+        "| family | LLaDA-VLA tiny (HAD) | " + " | ".join(f"{a} (anchor)" for a in anchors) + " |",
+        "|---|---|" + "---|" * len(anchors),
+    ]
+    for t in main["per_task"]:
+        cells = [_ci(t["metrics"])] + [_ci(a["per_task"][t["task"]]) for a in anchors.values()]
+        lines.append(f"| {t['task']} | " + " | ".join(cells) + " |")
+    lines.append("| **all** | " + " | ".join([_ci(main["overall"])] + [_ci(a["overall"]) for a in anchors.values()])
+                 + " |")
+    if swap is not None:
+        lines += [
+            "", "**Language ablation** (same checkpoint and seeds; each instruction replaced by another goal of the "
+            "same scene). A policy that follows language scores on the instruction it was given; one that reads the "
+            "scene only would keep scoring on the goal the instruction replaced.", "",
+            "| family | success on the given (swapped) instruction | success on the replaced goal |", "|---|---|---|",
+        ]
+        for t in swap["per_task"]:
+            lines.append(f"| {t['task']} | {_ci(t['metrics'])} | {_ci(t['metrics'], '_original_goal')} |")
+        o = swap["overall"]
+        lines.append(f"| **all** | {_ci(o)} | {_ci(o, '_original_goal')} |")
+    if decoders:
+        names = [t["task"] for t in main["per_task"]]
+        lines += [
+            "", "**Decoder ablation** (same checkpoint and seeds; NFE = forwards per chunk of "
+            f"{next(iter(decoders.values()))['policy'].get('action_slots')} action slots; latency = one policy call "
+            "for the batch of env slots during rollouts, shared CPU).", "",
+            "| decoder | steps | NFE per chunk | " + " | ".join(names) + " | all | latency p50 ms |",
+            "|---|---|---|" + "---|" * len(names) + "---|---|",
+        ]
+        for label, info in decoders.items():
+            pol, per = info["policy"], {t["task"]: t["metrics"] for t in info["per_task"]}
+            nfe = pol.get("mean_nfe_per_chunk")
+            lat = info["overall"]["latency_ms"].get("p50", float("nan"))
+            lines.append(f"| {label} | {pol.get('decode_steps')} | {nfe:.2f} | "
+                         + " | ".join(_ci(per[n]) for n in names) + f" | {_ci(info['overall'])} | {lat:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def tabletop_results(cfg: PipelineConfig, decoder_ablation: bool = True) -> dict[str, Any]:
+    """Run (or finish) the pipeline with the language ablation, then the decoder ablation.
+
+    Returns {summary, main, swap, decoders} (summary as `run_pipeline`'s, plus timings)."""
+    cfg = dataclasses.replace(cfg, language_ablation=True)
+    summary = run_pipeline(cfg)
+    out = Path(cfg.out)
+    main = json.loads((out / "eval" / "eval_info.json").read_text())
+    swap = json.loads((out / "eval_swap" / "eval_info.json").read_text())
+    t = time.time()
+    decoders = {}
+    if decoder_ablation:
+        decoders = run_decoder_ablation(summary["checkpoint"], out, cfg.tasks, cfg.eval_episodes, cfg.workers,
+                                        cfg.progress, done=main)
+    summary["ablation_s"] = time.time() - t
+    summary["config"] = dataclasses.asdict(cfg)
+    return {"summary": summary, "main": main, "swap": swap, "decoders": decoders}

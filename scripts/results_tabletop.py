@@ -1,0 +1,50 @@
+#!/usr/bin/env python
+"""First tabletop results into BENCHMARKS.md: pipeline, anchors, language and decoder ablations.
+
+    python scripts/results_tabletop.py [--out outputs/results/tabletop] [--steps N] [--benchmarks BENCHMARKS.md]
+
+Runs the README pipeline (collect -> train the tiny preset -> evaluate with the expert and
+random anchors), the language ablation and the decoder ablation on the same checkpoint and
+seeds, then rewrites the "Results: tabletop" section of BENCHMARKS.md. Re-running with the
+same --out skips finished stages. See vla/envs/results.py.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import sys
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def main() -> None:
+    from vla.bench_report import machine_line, write_section
+    from vla.envs.pipeline import PipelineConfig
+    from vla.envs.results import SECTION, results_section, tabletop_results
+
+    d = PipelineConfig()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="outputs/results/tabletop")
+    p.add_argument("--tasks", default=d.tasks)
+    p.add_argument("--episodes-per-task", type=int, default=d.episodes_per_task)
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--eval-episodes", type=int, default=d.eval_episodes)
+    p.add_argument("--no-decoder-ablation", action="store_true")
+    p.add_argument("--benchmarks", default="BENCHMARKS.md", help="file whose results section is rewritten")
+    a = p.parse_args()
+    machine = machine_line()
+    cfg = PipelineConfig(out=a.out, tasks=a.tasks, episodes_per_task=a.episodes_per_task, steps=a.steps,
+                         eval_episodes=a.eval_episodes)
+    r = tabletop_results(cfg, decoder_ablation=not a.no_decoder_ablation)
+    command = "python scripts/results_tabletop.py " + shlex.join(sys.argv[1:])
+    section = results_section(r["summary"], r["main"], r["swap"], r["decoders"], command.strip(), machine)
+    write_section(a.benchmarks, SECTION, section)
+    print(section)
+    print(json.dumps(r["summary"], indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
