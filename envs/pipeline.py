@@ -46,11 +46,12 @@ class PipelineConfig:
     progress: bool = True
 
 
-def _train(cfg: PipelineConfig, demos: Path, train_dir: Path) -> Path:
+def _train(cfg: PipelineConfig, demos: Path, train_dir: Path) -> tuple[Path, bool]:
+    """-> (final checkpoint, whether training ran now: False when an earlier run finished it)."""
     last = train_dir / "checkpoints" / "last" / "pretrained_model"
     done = train_dir / "checkpoints" / f"{cfg.steps:06d}" / "pretrained_model"
     if done.is_dir():
-        return done
+        return done, False
     script = str(ROOT / "scripts" / "train.py")
     if last.is_dir():  # resume an interrupted run
         cmd = [sys.executable, script, f"--config_path={last / 'train_config.json'}", "--resume=true"]
@@ -61,31 +62,42 @@ def _train(cfg: PipelineConfig, demos: Path, train_dir: Path) -> Path:
                f"--output_dir={train_dir}", f"--policy.scheduler_decay_steps={cfg.steps}", f"--seed={cfg.seed}",
                *cfg.train_args]
     subprocess.run(cmd, check=True)
-    return done
+    return done, True
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict:
     """Run (or finish) every stage; returns a summary with the success rate and report path."""
     from vla.envs.collection import CollectConfig, collect
     from vla.envs.evaluation import EvalConfig, check_seeds_disjoint, evaluate, load_policy
+    from vla.envs.recorder import read_progress
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "pipeline_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    timings = {}
+    # A re-run skips finished stages; their wall times are kept from the run that did them.
+    timings_file = out / "timings.json"
+    timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
+    if not timings and (out / "summary.json").is_file():  # written by an earlier version of this pipeline
+        old = json.loads((out / "summary.json").read_text())
+        timings = {k: old[k] for k in ("collect_s", "train_s", "eval_s") if k in old}
 
     t = time.time()
     demos = out / "demos"
+    before = (read_progress(demos) or {}).get("episodes", []) if demos.is_dir() else []
     print(f"[1/3] collecting {cfg.episodes_per_task} expert demos per family ({cfg.tasks}) -> {demos}", flush=True)
-    collect(CollectConfig(suite="tabletop", tasks=cfg.tasks, episodes_per_task=cfg.episodes_per_task, out=str(demos),
-                          workers=cfg.workers, seed=cfg.seed, perturb_std=cfg.perturb_std,
-                          progress_bar=cfg.progress))
-    timings["collect_s"] = time.time() - t
+    progress = collect(CollectConfig(suite="tabletop", tasks=cfg.tasks, episodes_per_task=cfg.episodes_per_task,
+                                     out=str(demos), workers=cfg.workers, seed=cfg.seed,
+                                     perturb_std=cfg.perturb_std, progress_bar=cfg.progress))
+    if len(progress["episodes"]) > len(before) or "collect_s" not in timings:
+        timings["collect_s"] = timings.get("collect_s", 0.0) * bool(before) + time.time() - t
+    timings_file.write_text(json.dumps(timings))
 
     t = time.time()
-    print(f"[2/3] training the tiny preset for {cfg.steps} steps -> {out / 'train'}", flush=True)
-    checkpoint = _train(cfg, demos, out / "train")
-    timings["train_s"] = time.time() - t
+    print(f"[2/3] training {cfg.preset} for {cfg.steps} steps -> {out / 'train'}", flush=True)
+    checkpoint, trained = _train(cfg, demos, out / "train")
+    if trained or "train_s" not in timings:
+        timings["train_s"] = time.time() - t  # a resumed run counts from its restart only
+    timings_file.write_text(json.dumps(timings))
 
     t = time.time()
     print(f"[3/3] evaluating {cfg.eval_episodes} episodes per family on unseen seeds -> {out / 'eval'}", flush=True)
@@ -99,6 +111,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         swap = evaluate(dataclasses.replace(eval_cfg, out_dir=str(out / "eval_swap"), swap_instructions=True,
                                             max_videos=0), policy)
     timings["eval_s"] = time.time() - t
+    timings_file.write_text(json.dumps(timings))
 
     overall = info["overall"]
     per_task = {t["task"]: t["metrics"]["pc_success"] for t in info["per_task"]}

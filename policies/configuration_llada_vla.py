@@ -69,6 +69,7 @@ class LLaDAVLAConfig(PreTrainedConfig):
     use_state: bool = True  # add observation.state as one token (the paper uses none)
     loss_weighting: str = "mean"  # mean (1/|M|) | inv_t (LLaDA's 1/t)
     mask_eps: float = 1e-3
+    full_mask_prob: float = 0.0  # share of samples with every action slot masked (decoding's first step)
     # Mask (and paraphrase) each training sample from a seed of (frame index, training
     # step): the same draws whatever the batch split, process count or resume (falls back
     # to the global RNG when the batch has no `index`).
@@ -110,6 +111,8 @@ class LLaDAVLAConfig(PreTrainedConfig):
             raise ValueError(f"num_bins={self.num_bins} must be >= 2 and chunk_size={self.chunk_size} >= 1")
         if self.lora_rank < 0:
             raise ValueError(f"lora_rank={self.lora_rank} must be >= 0 (0 disables LoRA)")
+        if not 0.0 <= self.full_mask_prob <= 1.0:
+            raise ValueError(f"full_mask_prob={self.full_mask_prob} must lie in [0, 1]")
         if not 0.0 <= self.paraphrase_prob <= 1.0:
             raise ValueError(f"paraphrase_prob={self.paraphrase_prob} must lie in [0, 1]")
 

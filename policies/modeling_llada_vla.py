@@ -72,6 +72,7 @@ def to_vla_config(config: LLaDAVLAConfig, tokenizer: TextTokenizer) -> VLAConfig
         chunk_size=config.chunk_size, action_dim=action_dim, num_bins=config.num_bins,
         state_dim=state.shape[0] if (config.use_state and state is not None) else 0,
         attention=config.attention, loss_weighting=config.loss_weighting, mask_eps=config.mask_eps,
+        full_mask_prob=config.full_mask_prob,
         max_text_len=config.max_text_len, backbone_path=config.backbone_path,
         pad_token_id=tokenizer.pad_id, sep_token_id=tokenizer.sep_id, mask_token_id=tokenizer.mask_id,
     )

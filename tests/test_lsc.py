@@ -54,3 +54,17 @@ def test_seeded_masks_depend_on_the_sample_seed_only():
     p2, m2 = sample_mask(2, 35, seeds=seeds[[3, 1]])  # another batch composition
     assert torch.equal(m[0], m[3]) and torch.equal(m[3], m2[0]) and torch.equal(m[1], m2[1])
     assert p[0] == p2[0] and not torch.equal(m[0], m[1])
+
+
+def test_full_mask_share_masks_every_slot_of_that_share():
+    g = torch.Generator().manual_seed(0)
+    p, m = sample_mask(4000, 20, eps=1e-3, generator=g, full_prob=0.5)
+    full = p == 1.0
+    assert 0.45 < full.float().mean() < 0.55 and m[full].all()  # half the samples: every slot masked
+    rest = p[~full]
+    assert 0.45 < rest.mean() < 0.55 and rest.min() >= 1e-3  # the others: LLaDA's uniform t
+    seeds = torch.tensor([5, 9, 11])
+    assert torch.equal(sample_mask(3, 20, seeds=seeds, full_prob=0.5)[1], sample_mask(3, 20, seeds=seeds, full_prob=0.5)[1])
+    assert sample_mask(3, 20, seeds=seeds, full_prob=1.0)[1].all()
+    with pytest.raises(ValueError, match="full_prob"):
+        sample_mask(3, 20, full_prob=1.5)

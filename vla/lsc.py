@@ -33,25 +33,35 @@ def lsc_logits(hidden: torch.Tensor, head_weight: torch.Tensor, offset: int, num
 
 def sample_mask(
     batch: int, length: int, eps: float = 1e-3, generator: torch.Generator | None = None, device=None,
-    seeds: torch.Tensor | None = None,
+    seeds: torch.Tensor | None = None, full_prob: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward process: p_mask = (1 - eps) u + eps, u ~ U(0, 1) per sample (LLaDA eq. 3).
+
+    full_prob: chance that a sample's masking ratio is 1 instead (every slot masked), a
+    point mass at t = 1 mixed into the uniform schedule. Decoding always starts from the
+    fully masked block, and an action chunk's slots are so alike (the same velocity five
+    times) that partly masked samples mostly teach copying from unmasked neighbours; the
+    point mass keeps the observation -> first-step prediction, where language and vision
+    must be read, in a fixed share of the batch. 0 = LLaDA's schedule.
 
     Returns p_mask (B,) and the mask (B, L) bool (True = slot replaced by [MASK]). With
     `seeds` (B,), sample b's draw depends on seeds[b] only, so a sample is masked the same
     way whatever batch, process count or resume it is seen in.
     """
+    if not 0.0 <= full_prob <= 1.0:
+        raise ValueError(f"full_prob={full_prob} must lie in [0, 1]")
     if seeds is not None:
         draws = []
         for seed in seeds.tolist():
             g = torch.Generator().manual_seed(int(seed) % (2**63))
-            draws.append(torch.rand(1 + length, generator=g))
+            draws.append(torch.rand(2 + length, generator=g))
         draws = torch.stack(draws).to(device)
-        u, r = draws[:, 0], draws[:, 1:]
+        u, r, f = draws[:, 0], draws[:, 1:-1], draws[:, -1]
     else:
         u = torch.rand(batch, generator=generator, device=device)
         r = torch.rand(batch, length, generator=generator, device=device)
-    p_mask = (1.0 - eps) * u + eps
+        f = torch.rand(batch, generator=generator, device=device)
+    p_mask = torch.where(f < full_prob, torch.ones_like(u), (1.0 - eps) * u + eps)
     return p_mask, r < p_mask[:, None]
 
 

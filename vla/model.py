@@ -42,6 +42,7 @@ class VLAConfig:
     attention: str = "prefix"  # prefix | full | causal (see vla.backbone.make_attn_mask)
     loss_weighting: str = "mean"  # mean (paper notes: 1/|M|) | inv_t (LLaDA's 1/t ELBO weight)
     mask_eps: float = 1e-3  # lower bound of the masking ratio t
+    full_mask_prob: float = 0.0  # share of training samples with every action slot masked (see lsc.sample_mask)
     max_text_len: int = 32  # instruction tokens kept (longer ones are truncated)
     backbone_path: str | None = None  # local LLaDA / LLaDA-V checkpoint dir; overrides `backbone`
     pad_token_id: int = 0  # special ids: set from the text tokenizer, never by hand
@@ -188,7 +189,7 @@ class LLaDAVLA(nn.Module):
         if cfg.attention == "causal":
             return causal_action_loss(self.forward_full(prefix, valid, targets), targets, slot_valid)
         p_mask, mask = sample_mask(targets.shape[0], targets.shape[1], cfg.mask_eps, generator, targets.device,
-                                   sample_seeds)
+                                   sample_seeds, cfg.full_mask_prob)
         hidden = mask if slot_valid is None else mask | ~slot_valid
         logits = self.forward_full(prefix, valid, torch.where(hidden, MASK, targets))
         scored = mask if slot_valid is None else mask & slot_valid
