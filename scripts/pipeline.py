@@ -1,6 +1,6 @@
 """The whole tabletop pipeline on embedded defaults: collect demos, train, evaluate.
 
-    python scripts/pipeline.py [--out outputs/pipeline] [--tasks all] [--steps 1600] [--episodes-per-task 150]
+    python scripts/pipeline.py [--out outputs/pipeline] [--tasks all] [--steps 1200] [--language-ablation] [--episodes-per-task 150]
 
 Prints the success rate with its 95% interval and the report path. Re-running with the
 same --out skips finished stages and resumes training. See vla/envs/pipeline.py.
@@ -29,14 +29,14 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=d.workers)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-anchors", action="store_true", help="skip the expert / random anchors")
-    p.add_argument("--no-language-ablation", action="store_true",
-                   help="skip the evaluation with each instruction swapped for another goal of the same scene")
+    p.add_argument("--language-ablation", action="store_true",
+                   help="also evaluate with each instruction swapped for another goal of the same scene")
     p.add_argument("train_args", nargs="*", help="extra lerobot-train overrides after --, e.g. -- --policy.d_model=128")
     a = p.parse_args()
     summary = run_pipeline(PipelineConfig(out=a.out, tasks=a.tasks, episodes_per_task=a.episodes_per_task,
                                           steps=a.steps, batch_size=a.batch_size, eval_episodes=a.eval_episodes,
                                           workers=a.workers, seed=a.seed, anchors=() if a.no_anchors else d.anchors,
-                                          language_ablation=not a.no_language_ablation, train_args=tuple(a.train_args)))
+                                          language_ablation=a.language_ablation, train_args=tuple(a.train_args)))
     print(json.dumps(summary, indent=2, default=str))
     low, high = summary["success_ci95"]
     for name, o in summary["anchors"].items():
