@@ -1,15 +1,15 @@
 """The tabletop pipeline end to end: collect demos -> train the tiny preset -> evaluate.
 
-This is the README's main job (`bash scripts/quickstart.sh` -> `scripts/pipeline.py`; ~26 min
-on 2 CPU cores at the defaults). Each stage is the project's own entry point, so the pipeline
-checks them together:
+This is the README's main job (`bash scripts/quickstart.sh` -> `scripts/pipeline.py`; its
+measured wall time is in BENCHMARKS.md, "Quickstart wall time", by `scripts/bench_quickstart.py`).
+Each stage is the project's own entry point, so the pipeline checks them together:
 
 1. `vla.envs.collection.collect`: scripted-expert demos into a LeRobotDataset (resumable);
 2. `scripts/train.py --config configs/tabletop_tiny_cpu.json` (LeRobot's training loop,
    atomic checkpoints, frame cache) in a subprocess;
 3. `vla.envs.evaluation.evaluate` on seeds disjoint from the demos (checked against the
    demo dataset), with the expert and random anchors on the same seeds: eval_info.json,
-   report.md, success.png and videos; then the language ablation (`eval_swap/`).
+   report.md, success.png and videos; then, if asked, the language ablation (`eval_swap/`).
 
 A finished stage is skipped when the pipeline is re-run with the same `out` (a crash loses
 at most the stage in progress; training resumes from its last checkpoint).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's main job: install (cached), then the tabletop pipeline on embedded defaults:
 # collect expert demos, train the tiny preset, evaluate on unseen seeds (with the expert and
-# random anchors and the language ablation), print the success rate and the report path.
+# random anchors), print the success rate and the report path.
 # Extra arguments go to scripts/pipeline.py (e.g. --tasks all --steps 4000).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

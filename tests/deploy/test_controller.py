@@ -222,6 +222,7 @@ def test_killed_server_holds_within_one_control_period(policy_dir):
         def kill_at_tick_15(n):
             if n == 15:
                 proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=10)  # reaped: its sockets are closed; the clock starts when it is really gone
                 killed_at.append(time.monotonic())
 
         robot = FakeRobot(on_send=kill_at_tick_15)
