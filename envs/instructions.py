@@ -350,6 +350,7 @@ TABLETOP_TEMPLATES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
 }
 TABLETOP_TEMPLATES["reach_slots"] = TABLETOP_TEMPLATES["reach"]  # same goals, easier (slotted) scenes
+TABLETOP_TEMPLATES["reach_fixed"] = TABLETOP_TEMPLATES["reach"]  # same goals, one fixed scene layout
 
 
 def tabletop_instruction(family: str, block: str | None = None, zone: str | None = None) -> str:

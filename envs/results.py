@@ -65,19 +65,19 @@ def run_decoder_ablation(checkpoint: str, out: Path, tasks: str, n_episodes: int
 
 
 def results_section(summary: dict[str, Any], main: dict[str, Any], swap: dict[str, Any] | None,
-                    decoders: dict[str, dict[str, Any]], command: str, machine: str) -> str:
-    """The BENCHMARKS.md section (markdown) from this run's eval_info files."""
+                    decoders: dict[str, dict[str, Any]], command: str, machine: str, heading: str = SECTION) -> str:
+    """The BENCHMARKS.md section (markdown) under `heading` from this run's eval_info files."""
     anchors = main.get("anchors", {})
     cfg = summary["config"]
     lines = [
-        SECTION, "",
+        heading, "",
         f"`{command}` (CPU here: {machine}). Demos: {cfg['episodes_per_task']} scripted-expert episodes per "
-        f"family; training: the tiny preset (`{cfg['preset']}`), {cfg['steps']} steps of batch {cfg['batch_size']}; "
+        f"family; training: `{cfg['preset']}`, {cfg['steps']} steps of batch {cfg['batch_size']}; "
         f"evaluation: {main['settings']['n_episodes']} episodes per family on seeds disjoint from the demos. "
         f"Wall time: collect {summary['collect_s'] / 60:.1f} min, train {summary['train_s'] / 60:.1f} min, "
         f"evaluate {summary['eval_s'] / 60:.1f} min (policy, anchors, language ablation), decoder ablation "
         f"{summary['ablation_s'] / 60:.1f} min. Success in % with Wilson 95% intervals. Every scene holds all goals "
-        "of its family, so a policy that ignores the instruction tops out at ~33% on touch / reach / reach_slots "
+        "of its family, so a policy that ignores the instruction tops out at ~33% on touch / reach / reach_slots / reach_fixed "
         "and ~11% on push.", "",
         "| family | LLaDA-VLA tiny (HAD) | " + " | ".join(f"{a} (anchor)" for a in anchors) + " |",
         "|---|---|" + "---|" * len(anchors),

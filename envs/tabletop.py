@@ -11,10 +11,15 @@ seed. Task families (see `FAMILIES`):
 - ``reach_slots``: ``reach`` with the zones in three fixed slots along a row and the blocks
   in three fixed slots behind them, colors shuffled per scene: the easy tier (the policy
   must still read which slot holds the named color, so it stays language-decisive), meant
-  for CI's learning test and first runs on a laptop CPU
+  for first runs on a laptop CPU
+- ``reach_fixed``: ``reach`` with the zones in the same three slots in the same color order
+  every episode (yellow left, cyan middle, magenta right; blocks behind them): only the
+  instruction tells the goals apart, with no visual binding of the color to learn. A
+  diagnostic tier that checks language conditioning alone (CI's learning test); not part
+  of ``all``
 
 Every scene admits all goals of its family, so the *instruction*, not the image, decides
-what counts as success: a policy that ignores language succeeds in at most ~1/3 of the
+what counts as success (``reach_fixed`` even keeps the image the same across goals): a policy that ignores language succeeds in at most ~1/3 of the
 episodes by construction (1/9 for push). In ``touch``, touching another block first ends the
 episode as a failure, so touching every block in turn does not game the check.
 
@@ -45,8 +50,11 @@ from gymnasium import spaces  # noqa: E402
 from vla.envs.instructions import tabletop_instruction, tabletop_paraphrases  # noqa: E402
 from vla.envs.rendering import CameraRenderer, camera_names, check_env_args  # noqa: E402
 
-FAMILIES = ("push", "touch", "reach", "reach_slots")
-SLOTTED_FAMILIES = ("reach_slots",)  # families whose objects sit in fixed slots (colors shuffled)
+SUITE_FAMILIES = ("push", "touch", "reach", "reach_slots")  # what task='all' runs
+FAMILIES = (*SUITE_FAMILIES, "reach_fixed")  # every family; task ids are positions here
+SLOTTED_FAMILIES = ("reach_slots", "reach_fixed")  # families whose objects sit in fixed slots ...
+SHUFFLED_SLOTS = ("reach_slots",)  # ... with the colors shuffled over the slots per scene
+REACH_FAMILIES = ("reach", "reach_slots", "reach_fixed")
 BLOCK_COLORS = ("red", "green", "blue")
 ZONE_COLORS = ("yellow", "cyan", "magenta")
 CAMERAS = ("front", "top")
@@ -92,15 +100,16 @@ class Goal:
 
 
 def parse_families(task: str) -> tuple[str, ...]:
-    """'push' / 'push,touch' / 'all' -> tuple of family names; raises on unknown names."""
+    """'push' / 'push,touch' / 'all' -> tuple of family names; raises on unknown names.
+    'all' is `SUITE_FAMILIES` (the diagnostic `reach_fixed` is run by name only)."""
     names = [t.strip() for t in task.split(",") if t.strip()]
     if names == ["all"]:
-        return FAMILIES
+        return SUITE_FAMILIES
     unknown = [n for n in names if n not in FAMILIES]
     if not names or unknown:
         raise ValueError(
             f"unknown tabletop task {task!r}; choose a family from {list(FAMILIES)}, "
-            "a comma-separated list of them, or 'all'"
+            f"a comma-separated list of them, or 'all' (= {','.join(SUITE_FAMILIES)})"
         )
     return tuple(names)
 
@@ -111,7 +120,7 @@ def all_goals(family: str) -> list[Goal]:
         return [Goal("push", b, z) for b in BLOCK_COLORS for z in ZONE_COLORS]
     if family == "touch":
         return [Goal("touch", block=b) for b in BLOCK_COLORS]
-    if family in ("reach", "reach_slots"):
+    if family in REACH_FAMILIES:
         return [Goal(family, zone=z) for z in ZONE_COLORS]
     raise ValueError(f"unknown tabletop family {family!r}; choose from {list(FAMILIES)}")
 
@@ -127,8 +136,8 @@ class TabletopEnv(gym.Env):
     """Language-conditioned tabletop manipulation (see the module docstring).
 
     Args:
-        task: a family ('push', 'touch', 'reach'), a comma-separated list of families, or
-            'all'; with several families each reset draws one.
+        task: a family (see `FAMILIES`), a comma-separated list of families, or
+            'all' (`SUITE_FAMILIES`); with several families each reset draws one.
         obs_type: 'pixels_agent_pos' ({'pixels': {camera: HxWx3 uint8}, 'agent_pos'}) or
             'state' ({'agent_pos', 'environment_state'}, no rendering: fast experts).
         camera: 'front' (default) or 'top'.
@@ -235,8 +244,10 @@ class TabletopEnv(gym.Env):
         family = self.families[int(rng.integers(len(self.families)))]
         goal_index = int(rng.integers(len(all_goals(family))))
         self.goal = self._choose_goal(family, goal_index, options or {})
-        if self.goal.family in SLOTTED_FAMILIES:  # drawn last: the other families' scenes stay as they were
+        if self.goal.family in SHUFFLED_SLOTS:  # drawn last: the other families' scenes stay as they were
             zones, blocks = list(ZONE_SLOTS[rng.permutation(3)]), list(BLOCK_SLOTS[rng.permutation(3)])
+        elif self.goal.family in SLOTTED_FAMILIES:
+            zones, blocks = list(ZONE_SLOTS), list(BLOCK_SLOTS)
         for color, xy in zip(ZONE_COLORS, zones, strict=True):
             self.data.mocap_pos[self._zone_mocap[color]] = [xy[0], xy[1], 0.0006]
         for color, xy in zip(BLOCK_COLORS, blocks, strict=True):
@@ -263,7 +274,7 @@ class TabletopEnv(gym.Env):
             raise ValueError(f"unknown zone color {zone!r}; choose from {list(ZONE_COLORS)}")
         if family == "touch":
             zone = None
-        if family in ("reach", "reach_slots"):
+        if family in REACH_FAMILIES:
             block = None
         return Goal(family, block, zone)
 
@@ -351,7 +362,7 @@ class TabletopEnv(gym.Env):
             )
         if goal.family == "touch":
             return self._touched == goal.block
-        tcp, zone = self.tcp_pos, self.zone_pos(goal.zone)  # reach, reach_slots
+        tcp, zone = self.tcp_pos, self.zone_pos(goal.zone)  # REACH_FAMILIES
         return bool(np.linalg.norm(tcp[:2] - zone[:2]) < REACH_SUCCESS_RADIUS and tcp[2] < REACH_SUCCESS_HEIGHT)
 
     def _observation(self) -> dict[str, Any]:

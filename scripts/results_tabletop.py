@@ -2,6 +2,9 @@
 """First tabletop results into BENCHMARKS.md: pipeline, anchors, language and decoder ablations.
 
     python scripts/results_tabletop.py [--out outputs/results/tabletop] [--steps N] [--benchmarks BENCHMARKS.md]
+    python scripts/results_tabletop.py --tasks reach_fixed --preset configs/tabletop_micro_cpu.json --steps 2000 \
+        --episodes-per-task 150 --eval-episodes 40 --no-decoder-ablation --out outputs/results/reach_fixed \
+        --section "## Results: language conditioning alone (reach_fixed)"
 
 Runs the README pipeline (collect -> train the tiny preset -> evaluate with the expert and
 random anchors), the language ablation and the decoder ablation on the same checkpoint and
@@ -32,16 +35,19 @@ def main() -> None:
     p.add_argument("--episodes-per-task", type=int, default=d.episodes_per_task)
     p.add_argument("--steps", type=int, default=1600)
     p.add_argument("--eval-episodes", type=int, default=30)
+    p.add_argument("--preset", default=d.preset, help="policy config (JSON) to train")
+    p.add_argument("--section", default=SECTION, help="BENCHMARKS.md section heading to (re)write")
     p.add_argument("--no-decoder-ablation", action="store_true")
     p.add_argument("--benchmarks", default="BENCHMARKS.md", help="file whose results section is rewritten")
     a = p.parse_args()
     machine = machine_line()
     cfg = PipelineConfig(out=a.out, tasks=a.tasks, episodes_per_task=a.episodes_per_task, steps=a.steps,
-                         eval_episodes=a.eval_episodes, language_ablation=True)
+                         eval_episodes=a.eval_episodes, preset=a.preset, language_ablation=True)
     r = tabletop_results(cfg, decoder_ablation=not a.no_decoder_ablation)
     command = "python scripts/results_tabletop.py " + shlex.join(sys.argv[1:])
-    section = results_section(r["summary"], r["main"], r["swap"], r["decoders"], command.strip(), machine)
-    write_section(a.benchmarks, SECTION, section)
+    section = results_section(r["summary"], r["main"], r["swap"], r["decoders"], command.strip(), machine,
+                              heading=a.section)
+    write_section(a.benchmarks, a.section, section)
     print(section)
     print(json.dumps(r["summary"], indent=2, default=str))
 

@@ -223,3 +223,20 @@ def test_slotted_family_shuffles_colors_over_fixed_slots():
         orders.add(tuple(np.argsort(zones[:, 0])))
     assert len(orders) >= 4  # colors really move between slots
     env.close()
+
+
+def test_fixed_family_keeps_one_layout_and_all_is_the_suite():
+    """reach_fixed: every seed shows the same zones and blocks in the same slots (only the
+    gripper start moves), so the instruction alone decides the goal; 'all' leaves it out."""
+    from vla.envs.tabletop import BLOCK_SLOTS, SUITE_FAMILIES, ZONE_SLOTS, parse_families
+
+    env = TabletopEnv(task="reach_fixed", obs_type="state")
+    for seed in range(6):
+        env.reset(seed=seed)
+        np.testing.assert_allclose([env.zone_pos(c)[:2] for c in ZONE_COLORS], ZONE_SLOTS)
+        np.testing.assert_allclose([env.block_pos(c)[:2] for c in BLOCK_COLORS], BLOCK_SLOTS)
+    env.close()
+    assert parse_families("all") == SUITE_FAMILIES and "reach_fixed" not in SUITE_FAMILIES
+    assert parse_families("reach_fixed,push") == ("reach_fixed", "push")
+    with pytest.raises(ValueError, match="reach_fixed"):
+        parse_families("reach_fixd")
