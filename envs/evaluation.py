@@ -293,12 +293,16 @@ class LeRobotPolicy:
 
     def describe(self) -> dict[str, Any]:
         c = self.policy.config
-        return {"name": self.name, "path": self.path, "decoder": self.policy.model.cfg.decoder.name,
-                "decode_steps": self.policy.model.cfg.decoder.steps, "chunk_size": c.chunk_size,
-                "n_action_steps": self.n_action_steps, "action_slots": self.policy.model.cfg.action_len,
-                "mean_nfe_per_chunk": float(np.mean(self.nfe)) if self.nfe else None,
-                "description": f"{self.name} from {self.path} (decoder {self.policy.model.cfg.decoder.name}, "
-                               f"{self.policy.model.cfg.decoder.steps} steps, chunk {c.chunk_size})"}
+        info = {"name": self.name, "path": self.path, "chunk_size": c.chunk_size, "n_action_steps": self.n_action_steps,
+                "description": f"{self.name} from {self.path} (chunk {c.chunk_size})"}
+        model_cfg = getattr(getattr(self.policy, "model", None), "cfg", None)
+        if self.name == "llada_vla" and model_cfg is not None:
+            dec = model_cfg.decoder
+            info.update(decoder=dec.name, decode_steps=dec.steps, action_slots=model_cfg.action_len,
+                        mean_nfe_per_chunk=float(np.mean(self.nfe)) if self.nfe else None,
+                        description=f"{self.name} from {self.path} (decoder {dec.name}, {dec.steps} steps, "
+                                    f"chunk {c.chunk_size})")
+        return info
 
 
 def set_decoder(policy, name: str | None = None, steps: int | None = None) -> None:
@@ -321,7 +325,8 @@ def set_decoder(policy, name: str | None = None, steps: int | None = None) -> No
 
 def load_policy(spec: str, device: str | None = None, decoder: str | None = None,
                 decode_steps: int | None = None) -> EvalPolicy:
-    """'expert', 'random', or a saved llada_vla checkpoint directory (LeRobot layout)."""
+    """'expert', 'random', or a saved LeRobot policy directory: ours (`llada_vla`, whose decoder
+    and steps may be overridden) or any LeRobot policy type (e.g. `act`, for baselines)."""
     if spec == "expert":
         return ExpertPolicy()
     if spec == "random":
@@ -330,13 +335,21 @@ def load_policy(spec: str, device: str | None = None, decoder: str | None = None
     if not (path / "config.json").is_file():
         raise ValueError(f"policy {spec!r} is neither one of {list(POLICY_ANCHORS)} nor a checkpoint directory "
                          "with config.json (e.g. outputs/train/x/checkpoints/last/pretrained_model)")
-    from lerobot.policies.factory import make_pre_post_processors
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
     from vla.policies.modeling_llada_vla import LLaDAVLAPolicy
 
+    kind = json.loads((path / "config.json").read_text()).get("type")
     kwargs = {"device": device} if device else {}
-    policy = LLaDAVLAPolicy.from_pretrained(str(path), **kwargs)
-    set_decoder(policy, decoder, decode_steps)
+    try:
+        policy_class = LLaDAVLAPolicy if kind == "llada_vla" else get_policy_class(kind)
+    except ValueError as exc:
+        raise ValueError(f"{path}/config.json names policy type {kind!r}, which LeRobot does not know: {exc}") from None
+    policy = policy_class.from_pretrained(str(path), **kwargs)
+    if kind == "llada_vla":
+        set_decoder(policy, decoder, decode_steps)
+    elif decoder is not None or decode_steps is not None:
+        raise ValueError(f"--decoder / --decode-steps apply to llada_vla checkpoints; {path} is a {kind!r} policy")
     overrides = {"device_processor": {"device": str(policy.config.device)}}
     pre, post = make_pre_post_processors(policy.config, pretrained_path=str(path),
                                          preprocessor_overrides=overrides)
@@ -404,9 +417,12 @@ def make_vector_env(cfg: EvalConfig, tasks: list[TaskSpec], policy: EvalPolicy, 
     use_async = cfg.n_envs > 1 if cfg.async_envs is None else cfg.async_envs
     mode = gym.vector.AutoresetMode.DISABLED
     if use_async:
-        return gym.vector.AsyncVectorEnv([fn] * cfg.n_envs, context="spawn", autoreset_mode=mode)
-    envs = gym.vector.SyncVectorEnv([fn] * cfg.n_envs, autoreset_mode=mode)
-    envs.reset()  # SyncVectorEnv batches every slot's last observation: give each slot one before masked resets
+        envs = gym.vector.AsyncVectorEnv([fn] * cfg.n_envs, context="spawn", autoreset_mode=mode)
+    else:
+        envs = gym.vector.SyncVectorEnv([fn] * cfg.n_envs, autoreset_mode=mode)
+    # every slot needs a last observation before masked resets and steps: with fewer episodes
+    # than slots, a slot that never gets one is still stepped (idle) alongside the others
+    envs.reset()
     return envs
 
 

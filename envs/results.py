@@ -79,7 +79,7 @@ def results_section(summary: dict[str, Any], main: dict[str, Any], swap: dict[st
         f"{summary['ablation_s'] / 60:.1f} min. Success in % with Wilson 95% intervals. Every scene holds all goals "
         "of its family, so a policy that ignores the instruction tops out at ~33% on touch / reach / reach_slots / reach_fixed "
         "and ~11% on push.", "",
-        "| family | LLaDA-VLA tiny (HAD) | " + " | ".join(f"{a} (anchor)" for a in anchors) + " |",
+        f"| family | LLaDA-VLA {Path(cfg['preset']).stem} (HAD) | " + " | ".join(f"{a} (anchor)" for a in anchors) + " |",
         "|---|---|" + "---|" * len(anchors),
     ]
     for t in main["per_task"]:

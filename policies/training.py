@@ -9,13 +9,19 @@ resume would pick half-written:
   unlinks it first, so a crash between the two calls loses `last`).
 
 Leftover `*.partial` directories from a killed run are removed when the next run starts.
+
+`time_budget_s` bounds the training loop by wall clock instead of steps (model comparisons
+"at the same wall-clock budget"): the update that crosses the budget becomes the run's last
+step, checkpointed as LeRobot checkpoints its final step, and the run ends there.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 LAST = "last"
@@ -84,13 +90,57 @@ def _output_dir_from(argv: list[str]) -> Path | None:
     return None
 
 
-def run_lerobot_train(argv: list[str], cache_frames: bool = True) -> None:
+class TimeBudgetReached(Exception):
+    """Raised inside lerobot-train's loop after the final (budget-crossing) step was saved."""
+
+
+_BUDGET: dict = {}  # the running time budget: seconds, cfg (captured), t0, stop
+
+
+def install_time_budget() -> None:
+    """Hook lerobot-train's `make_dataset` (to see the run's config) and `update_policy` (to
+    watch the clock); inert until `_BUDGET['seconds']` is set (see `run_lerobot_train`)."""
+    from lerobot.scripts import lerobot_train
+
+    if getattr(lerobot_train.update_policy, "_vla_budget", False):
+        return
+    make_dataset, update_policy = lerobot_train.make_dataset, lerobot_train.update_policy
+
+    def capture_cfg(cfg):
+        _BUDGET["cfg"] = cfg
+        return make_dataset(cfg)
+
+    def timed_update(train_tracker, *args, **kwargs):
+        seconds = _BUDGET.get("seconds")
+        if seconds is None:
+            return update_policy(train_tracker, *args, **kwargs)
+        if _BUDGET.get("stop"):
+            raise TimeBudgetReached
+        _BUDGET.setdefault("t0", time.monotonic())  # the clock starts at the first update
+        out = update_policy(train_tracker, *args, **kwargs)
+        if time.monotonic() - _BUDGET["t0"] >= seconds:
+            _BUDGET["stop"] = True
+            _BUDGET["cfg"].steps = train_tracker.steps + 1  # this step is the last: LeRobot saves it
+        return out
+
+    capture_cfg.__dict__.update(make_dataset.__dict__)  # keep the frame cache's marker
+    timed_update._vla_budget = True
+    lerobot_train.make_dataset, lerobot_train.update_policy = capture_cfg, timed_update
+
+
+def run_lerobot_train(argv: list[str], cache_frames: bool = True, time_budget_s: float | None = None) -> None:
     """Run `lerobot-train` with our plugin discovered, offline, atomic checkpoints and
-    (by default) decoded video frames cached in memory."""
+    (by default) decoded video frames cached in memory. `time_budget_s`: stop after this many
+    seconds of training updates (the last step is checkpointed), whatever `--steps` says."""
+    if time_budget_s is not None and not time_budget_s > 0:
+        raise ValueError(f"time budget must be a positive number of seconds, got {time_budget_s}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     install_atomic_checkpointing()
     if cache_frames:
         install_frame_cache()
+    install_time_budget()
+    _BUDGET.clear()
+    _BUDGET["seconds"] = time_budget_s
     out = _output_dir_from(argv)
     if out is not None and (out / "checkpoints").exists():
         remove_partial_checkpoints(out)
@@ -99,7 +149,14 @@ def run_lerobot_train(argv: list[str], cache_frames: bool = True) -> None:
     from lerobot.scripts import lerobot_train
 
     sys.argv = ["lerobot-train", *argv]
-    lerobot_train.main()
+    try:
+        lerobot_train.main()
+    except TimeBudgetReached:
+        cfg = _BUDGET["cfg"]
+        logging.info(f"time budget of {time_budget_s:.0f} s reached: stopped after step {cfg.steps} "
+                     f"(checkpoint {cfg.output_dir}/checkpoints/last)")
+    finally:
+        _BUDGET.clear()
 
 
 def install_frame_cache() -> None:

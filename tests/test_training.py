@@ -156,3 +156,23 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(data, t
         curves[run_name] = curve
     assert curves["one"][0] != curves["one"][2]  # the curve moves
     assert max(abs(a - b) for a, b in zip(curves["one"], curves["two"], strict=True)) <= 1e-4, curves
+
+
+def test_time_budget_stops_training_and_checkpoints_the_last_step(data, tmp_path):
+    """--max-minutes bounds training by wall clock: a run asked for 100000 steps stops after
+    ~6 s of updates, with its last step checkpointed and loadable."""
+    import json
+
+    out = tmp_path / "budget"
+    start = time.time()
+    run([PY, str(ROOT / "scripts" / "train.py"), *data_args(data), "--policy.type=llada_vla", "--policy.device=cpu",
+         "--policy.push_to_hub=false", "--wandb.enable=false", "--batch_size=4", "--num_workers=0",
+         "--steps=100000", "--save_freq=100000", "--max-minutes=0.1", *SMALL, f"--output_dir={out}"])
+    assert time.time() - start < 120
+    last = out / "checkpoints" / "last"
+    step = json.loads((last / "training_state" / "training_step.json").read_text())["step"]
+    assert 1 <= step < 100000
+    assert (last / "pretrained_model" / "model.safetensors").is_file()
+    bad = subprocess.run([PY, str(ROOT / "scripts" / "train.py"), "--max-minutes=soon"], env=env(),
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "--max-minutes=M" in bad.stderr
