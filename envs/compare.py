@@ -134,13 +134,10 @@ def compare(cfg: CompareConfig) -> dict[str, Any]:
     return {"config": asdict(cfg), "trained": trained, "evals": evals, "timings": timings}
 
 
-def _ci(m: dict[str, Any]) -> str:
-    low, high = m["success_ci95"]
-    return f"{m['pc_success']:.1f} [{low:.0f}, {high:.0f}]"
-
-
 def compare_section(r: dict[str, Any], command: str, machine: str) -> str:
     """The BENCHMARKS.md section (markdown) from one `compare` run."""
+    from vla.envs.results import _ci
+
     cfg, trained, evals = r["config"], r["trained"], r["evals"]
     keys = list(evals)
     anchors = evals[keys[0]].get("anchors", {})
@@ -164,12 +161,9 @@ def compare_section(r: dict[str, Any], command: str, machine: str) -> str:
     lines += ["", "| task | " + " | ".join(POLICIES[k][0] for k in keys) + " | "
               + " | ".join(f"{a} (anchor)" for a in anchors) + " |",
               "|---|" + "---|" * (len(keys) + len(anchors))]
+    per = {k: {x["task"]: x["metrics"] for x in evals[k]["per_task"]} for k in keys}
     for t in evals[keys[0]]["per_task"]:
         name = t["task"]
-        cells = []
-        for k in keys:
-            per = {x["task"]: x["metrics"] for x in evals[k]["per_task"]}
-            cells.append(_ci(per[name]))
-        cells += [_ci(a["per_task"][name]) for a in anchors.values()]
+        cells = [_ci(per[k][name]) for k in keys] + [_ci(a["per_task"][name]) for a in anchors.values()]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -295,8 +295,8 @@ class LeRobotPolicy:
         c = self.policy.config
         info = {"name": self.name, "path": self.path, "chunk_size": c.chunk_size, "n_action_steps": self.n_action_steps,
                 "description": f"{self.name} from {self.path} (chunk {c.chunk_size})"}
-        model_cfg = getattr(getattr(self.policy, "model", None), "cfg", None)
-        if self.name == "llada_vla" and model_cfg is not None:
+        if self.name == "llada_vla":
+            model_cfg = self.policy.model.cfg
             dec = model_cfg.decoder
             info.update(decoder=dec.name, decode_steps=dec.steps, action_slots=model_cfg.action_len,
                         mean_nfe_per_chunk=float(np.mean(self.nfe)) if self.nfe else None,
