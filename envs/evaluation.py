@@ -299,28 +299,33 @@ class LeRobotPolicy:
             model_cfg = self.policy.model.cfg
             dec = model_cfg.decoder
             info.update(decoder=dec.name, decode_steps=dec.steps, action_slots=model_cfg.action_len,
+                        **({"threshold": dec.threshold} if dec.name == "threshold" else {}),
                         mean_nfe_per_chunk=float(np.mean(self.nfe)) if self.nfe else None,
                         description=f"{self.name} from {self.path} (decoder {dec.name}, {dec.steps} steps, "
                                     f"chunk {c.chunk_size})")
         return info
 
 
-def set_decoder(policy, name: str | None = None, steps: int | None = None) -> None:
-    """Switch a loaded llada_vla policy's decoder (and/or its step count) in place, so decoders
-    can be compared on one checkpoint. `ar` without `steps` decodes one slot per forward."""
+def set_decoder(policy, name: str | None = None, steps: int | None = None, threshold: float | None = None) -> None:
+    """Switch a loaded llada_vla policy's decoder (and/or its step count, and the `threshold`
+    decoder's confidence threshold) in place, so decoders can be compared on one checkpoint.
+    `ar` without `steps` decodes one slot per forward."""
     import dataclasses
 
     from vla.decoders import DecodeConfig
 
     cur = policy.model.cfg.decoder
-    if name is None and steps is None:
+    if name is None and steps is None and threshold is None:
         return
     name = name or cur.name
     if policy.config.attention == "causal" and name != "ar":
         raise ValueError(f"this checkpoint is the causal AR baseline; only decoder 'ar' applies, not {name!r}")
     new_steps = steps if steps is not None else (None if name == "ar" else cur.steps)
-    policy.model.cfg.decoder = DecodeConfig(**{**dataclasses.asdict(cur), "name": name, "steps": new_steps})
+    new_threshold = cur.threshold if threshold is None else threshold
+    policy.model.cfg.decoder = DecodeConfig(**{**dataclasses.asdict(cur), "name": name, "steps": new_steps,
+                                               "threshold": new_threshold})
     policy.config.decoder, policy.config.decode_steps = name, new_steps
+    policy.config.threshold = new_threshold
 
 
 def load_policy(spec: str, device: str | None = None, decoder: str | None = None,
