@@ -32,6 +32,7 @@ SIZES: dict[str, dict] = {  # overrides of the `tiny` preset
 }
 DECODERS: dict[str, DecodeConfig] = {
     "had": DecodeConfig("had", steps=10),
+    "had_5": DecodeConfig("had", steps=5),  # one action per forward: NFE 5 caps the ratio to AR's 35 at 7x
     "low_confidence": DecodeConfig("low_confidence", steps=10),
     "threshold": DecodeConfig("threshold", steps=None, threshold=0.9),  # budget L: the threshold sets the pace
 }
@@ -51,6 +52,7 @@ class Row:
     tokens_per_forward: float
     agreement: float | None  # vs the same decoder uncached; None for the uncached row itself
     flops_per_chunk: float
+    compiled: bool = False  # LLaDAVLA.compile_for_inference (torch.compile of vision + backbone)
 
 
 def make_tokenizer() -> TextTokenizer:
@@ -117,12 +119,6 @@ def to_device(obs: list[Observation], device: str) -> list[Observation]:
             for o in obs]
 
 
-def compile_backbone(model: LLaDAVLA) -> None:
-    """torch.compile the backbone: CUDA graphs ('reduce-overhead') on CUDA, inductor C++ on CPU."""
-    mode = "reduce-overhead" if next(model.parameters()).is_cuda else "default"
-    model.backbone.forward = torch.compile(model.backbone.forward, mode=mode, dynamic=True)
-
-
 def run_chunk(model: LLaDAVLA, obs: Observation, dec: DecodeConfig, cache: str) -> DecodeResult:
     """One chunk. cache: 'none' (full pass per step), 'prefix' (prefix keys/values reused),
     'kv' (causal model: prefix + committed slots, `make_predictor`'s incremental AR cache)."""
@@ -173,12 +169,17 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 def bench_model(size: str, precision: str, model: LLaDAVLA, causal: LLaDAVLA | None, obs: list[Observation],
-                iters: int, decoders: dict[str, DecodeConfig] | None = None) -> list[Row]:
-    """Every decoder x cache setting on `model`, and AR on `causal` (the same weights)."""
+                iters: int, decoders: dict[str, DecodeConfig] | None = None, flops_from: list[Row] | None = None) -> list[Row]:
+    """Every decoder x cache setting on `model`, and AR on `causal` (the same weights).
+
+    `flops_from`: rows of the same models uncompiled, whose FLOP counts are reused (the
+    counter runs eagerly; a compiled model does the same FLOPs).
+    """
     bf16 = precision == "bf16"
     runs = [(name, dec, model, CACHE_MODES) for name, dec in (decoders or DECODERS).items()]
     if causal is not None:
         runs.append(("ar", AR, causal, (*CACHE_MODES, "kv")))
+    known = {(r.decoder, r.cache): r.flops_per_chunk for r in flops_from or []}
     rows = []
     for name, dec, m, modes in runs:
         ref_bins = None
@@ -186,20 +187,30 @@ def bench_model(size: str, precision: str, model: LLaDAVLA, causal: LLaDAVLA | N
             lat, bins, nfe = time_chunks(m, obs, dec, cache, bf16, iters)
             agreement = None if ref_bins is None else _agree(bins, ref_bins)
             ref_bins = bins if ref_bins is None else ref_bins
+            flops = known.get((name, cache)) or chunk_flops(m, obs[0], dec, cache, bf16)
             rows.append(Row(size, precision, name, cache, _pct(lat, 0.5), _pct(lat, 0.99), nfe, CHUNK * DIM / nfe,
-                            agreement, chunk_flops(m, obs[0], dec, cache, bf16)))
+                            agreement, flops, m.compile_mode is not None))
     return rows
 
 
-def render_rows(rows: list[Row], peaks: dict[str, float]) -> str:
-    """Markdown table of rows; `peaks` maps precision -> matmul GFLOP/s for the % of peak column."""
-    out = ["| size | precision | decoder | cache | p50 ms | p99 ms | NFE | tokens/forward | agreement | GFLOP/chunk | % of matmul peak |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+def render_rows(rows: list[Row], peaks: dict[str, float], floors: dict[str, float] | None = None) -> str:
+    """Markdown table of rows; `peaks` maps precision -> matmul GFLOP/s for the % of peak column.
+
+    floors: size -> fp32 matmul rate at that size's 35-slot step shape
+    (`roofline.step_matmul_gflops`); the `floor ms` column is the chunk's FLOPs at that
+    rate, the latency if nothing but matmuls ran. A size label's first word is the key.
+    """
+    floor = floors is not None
+    out = ["| size | precision | compiled | decoder | cache | p50 ms | p99 ms | NFE | tokens/forward | agreement | "
+           "GFLOP/chunk | % of matmul peak |" + (" floor ms |" if floor else ""),
+           "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if floor else "")]
     for r in rows:
         agree = "ref" if r.agreement is None else f"{r.agreement:.3f}"
         frac = r.flops_per_chunk / (r.p50_ms / 1e3) / (peaks[r.precision] * 1e9)
-        out.append(f"| {r.size} | {r.precision} | {r.decoder} | {r.cache} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
-                   f"{r.nfe:.1f} | {r.tokens_per_forward:.1f} | {agree} | {r.flops_per_chunk / 1e9:.2f} | {frac:.1%} |")
+        line = (f"| {r.size} | {r.precision} | {'yes' if r.compiled else 'no'} | {r.decoder} | {r.cache} | "
+                f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.nfe:.1f} | {r.tokens_per_forward:.1f} | {agree} | "
+                f"{r.flops_per_chunk / 1e9:.2f} | {frac:.1%} |")
+        out.append(line + (f" {r.flops_per_chunk / (floors[r.size.split()[0]] * 1e9) * 1e3:.1f} |" if floor else ""))
     return "\n".join(out)
 
 

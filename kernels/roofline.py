@@ -54,6 +54,17 @@ def measure_machine(n: int = 2048, copy_mb: int = 512) -> MachineRates:
     return MachineRates(rates[0], rates[1], bw, torch.get_num_threads())
 
 
+def step_matmul_gflops(tokens: int, d_model: int, hidden: int, reps: int = 200) -> float:
+    """fp32 rate of the (tokens x d_model) @ (d_model x hidden) matmul of a decode step (best of `reps`).
+
+    Small-M matmuls run far below the square-matmul peak (packing, few tiles to share
+    between threads), so this, not `measure_machine`'s 2048^2 rate, is the roof a batch-1
+    step of `tokens` slots can reach; dividing a chunk's FLOPs by it gives its floor.
+    """
+    x, w = torch.randn(tokens, d_model), torch.randn(hidden, d_model)
+    return 2 * tokens * d_model * hidden / _best_time(lambda: torch.nn.functional.linear(x, w), reps) / 1e9
+
+
 @dataclass
 class ForwardCost:
     name: str  # which forward: vision, prefix, step (35 slots, cached), ar_step (1 slot + KV)

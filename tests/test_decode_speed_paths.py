@@ -62,4 +62,33 @@ def test_bench_cache_modes_agree_and_count_forwards(tokenizer):
     acts = synthetic_actions(torch.rand(4, 5, 2) * 2 - 1)
     assert acts.shape == (4, 5, 7) and acts.abs().max() <= 1 and (acts[:, -1, 6] == 1).all()
     row = Row("tiny", "bf16", "had", "prefix", 10.0, 12.5, 10.0, 3.5, 0.5, 2e9)
-    assert "| tiny | bf16 | had | prefix | 10.0 | 12.5 | 10.0 | 3.5 | 0.500 | 2.00 | 20.0% |" in render_rows([row], {"bf16": 1000.0})
+    assert "| tiny | bf16 | no | had | prefix | 10.0 | 12.5 | 10.0 | 3.5 | 0.500 | 2.00 | 20.0% |" in render_rows([row], {"bf16": 1000.0})
+    # floor = FLOPs at the size's step-shape matmul rate: 2 GFLOP at 400 GFLOP/s = 5 ms; trained rows key on "tiny"
+    trained = Row("tiny (trained)", "fp32", "had", "prefix", 10.0, 12.5, 10.0, 3.5, None, 2e9, compiled=True)
+    assert "| tiny (trained) | fp32 | yes | had | prefix | 10.0 | 12.5 | 10.0 | 3.5 | ref | 2.00 | 20.0% | 5.0 |" in \
+        render_rows([trained], {"fp32": 1000.0}, {"tiny": 400.0})
+
+
+@pytest.mark.slow
+def test_compile_for_inference_gives_the_eager_actions(tokenizer):
+    """torch.compile of vision + backbone (inductor on CPU) decodes the eager model's tokens, cached and not,
+    for HAD and for AR with its growing KV cache (the one dynamic-shape path)."""
+    import copy
+
+    obs = [make_obs(tokenizer, bsz=1, seed=s) for s in range(2)]
+    for over in ({}, {"attention": "causal", "decoder": {"name": "ar", "steps": None}}):
+        torch.manual_seed(0)
+        eager = LLaDAVLA(small_config(tokenizer, **over)).eval()
+        compiled = copy.deepcopy(eager).compile_for_inference()
+        assert compiled.compile_mode == "default" and eager.compile_mode is None
+        assert compiled.state_dict().keys() == eager.state_dict().keys()
+        with torch.inference_mode():
+            for o in obs:
+                for use_cache in (False, True):
+                    a, ra = eager.sample_actions(o, use_cache=use_cache)
+                    b, rb = compiled.sample_actions(o, use_cache=use_cache)
+                    assert torch.equal(ra.bins, rb.bins) and ra.nfe == rb.nfe
+                    assert torch.equal(a, b)
+            pred_e, pred_c = eager.make_predictor(obs[0]), compiled.make_predictor(obs[0])
+            bins = torch.full((1, eager.cfg.action_len), -1)
+            torch.testing.assert_close(pred_c(bins), pred_e(bins), rtol=1e-4, atol=1e-5)

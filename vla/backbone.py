@@ -91,6 +91,13 @@ def make_attn_mask(prefix_valid: torch.Tensor, action_len: int, mode: str) -> to
     return mask[:, None]
 
 
+def none_if_full(mask: torch.Tensor) -> torch.Tensor | None:
+    """`mask`, or None where it allows every (query, key) pair (one host sync; call it once
+    per chunk, not per step): SDPA then skips the mask arithmetic and may use a faster kernel.
+    In `prefix` mode a batch without padding has a full mask for the prefix and the steps."""
+    return None if bool(mask.all()) else mask
+
+
 def positions_from_valid(valid: torch.Tensor) -> torch.Tensor:
     """RoPE positions (B, T) that skip padding: position = number of real tokens before it."""
     return (valid.long().cumsum(1) - 1).clamp_min(0)
@@ -156,7 +163,7 @@ class Block(nn.Module):
         self.ff_out = nn.Linear(cfg.mlp_hidden, d, bias=False)
 
     def forward(self, x, cos, sin, mask, past_kv=None):
-        """x (B, T, d); mask (B, 1, T, P+T) bool; past_kv: (k, v) of a cached prefix or None.
+        """x (B, T, d); mask (B, 1, T, P+T) bool or None (all allowed); past_kv: (k, v) of a cached prefix or None.
 
         Returns (x, (k, v)) with k, v (B, n_kv, T, hd) for this call's tokens only.
         """
@@ -217,7 +224,8 @@ class LLaDABackbone(nn.Module):
         past: KVCache | None = None,
         return_kv: bool = False,
     ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]] | None]:
-        """x (B, T, d) embeddings; positions (B, T); mask (B, 1, T, P+T) bool over [past, x].
+        """x (B, T, d) embeddings; positions (B, T); mask (B, 1, T, P+T) bool over [past, x], or None
+        when every query may attend to every key (`none_if_full`).
 
         Returns hidden (B, T, d) after ln_f, and per-layer (k, v) of x when return_kv.
         """

@@ -24,11 +24,16 @@ LOSS_WEIGHTINGS = ("mean", "inv_t")
 
 
 def lsc_logits(hidden: torch.Tensor, head_weight: torch.Tensor, offset: int, num_bins: int) -> torch.Tensor:
-    """hidden (B, L, d) at action slots -> logits (B, L, K) over the K action tokens, fp32."""
+    """hidden (B, L, d) at action slots -> logits (B, L, K) over the K action tokens, fp32.
+
+    Computed in fp32 even from bf16 weights (K rows: negligible cost), so confidences and
+    argmaxes are not rounded to bf16's 8-bit mantissa; under autocast the matmul follows
+    autocast's dtype as every other linear does.
+    """
     w = head_weight[offset : offset + num_bins]  # (K, d): the action rows of ff_out
     if w.shape[0] != num_bins:
         raise ValueError(f"head has {head_weight.shape[0]} rows; action tokens [{offset}, {offset + num_bins}) do not fit")
-    return F.linear(hidden, w.to(hidden.dtype)).float()
+    return F.linear(hidden.float(), w.float()).float()
 
 
 def sample_mask(

@@ -22,7 +22,15 @@ import torch
 from torch import nn
 
 from vla.action_tokenizer import ActionTokenizer
-from vla.backbone import ATTENTION_MODES, BackboneConfig, KVCache, LLaDABackbone, make_attn_mask, positions_from_valid
+from vla.backbone import (
+    ATTENTION_MODES,
+    BackboneConfig,
+    KVCache,
+    LLaDABackbone,
+    make_attn_mask,
+    none_if_full,
+    positions_from_valid,
+)
 from vla.decoders import MASK, DecodeConfig, DecodeResult, decode
 from vla.kernels.lsc_epilogue import LSCHidden
 from vla.loading import load_llada_backbone
@@ -101,6 +109,7 @@ class LLaDAVLA(nn.Module):
     def __init__(self, cfg: VLAConfig, action_low: torch.Tensor | None = None, action_high: torch.Tensor | None = None):
         super().__init__()
         self.cfg = cfg
+        self.compile_mode: str | None = None  # set by compile_for_inference
         d = cfg.backbone.d_model
         text_vocab = cfg.backbone.vocab_size
         bb_cfg = BackboneConfig(**{**asdict(cfg.backbone), "vocab_size": text_vocab + cfg.num_bins})
@@ -197,7 +206,7 @@ class LLaDAVLA(nn.Module):
 
     def encode_prefix(self, prefix: torch.Tensor, valid: torch.Tensor) -> tuple[KVCache, torch.Tensor]:
         """Run the prefix once -> (its keys/values, hidden of SEP (B, d)). Exact in prefix/causal mode."""
-        mask = make_attn_mask(valid, 0, self.cfg.attention)
+        mask = none_if_full(make_attn_mask(valid, 0, self.cfg.attention))
         hidden, kvs = self.backbone(prefix, positions_from_valid(valid), mask, return_kv=True)
         cache = KVCache([k for k, _ in kvs], [v for _, v in kvs], valid, valid.long().sum(1))
         return cache, hidden[:, -1]
@@ -227,7 +236,7 @@ class LLaDAVLA(nn.Module):
             return self._incremental_ar_predictor(prefix, valid, fused)
         cache, h_sep = self.encode_prefix(prefix, valid)
         plen = prefix.shape[1]
-        mask = make_attn_mask(valid, alen, self.cfg.attention)[:, :, plen:]  # (B, 1, L, P+L)
+        mask = none_if_full(make_attn_mask(valid, alen, self.cfg.attention)[:, :, plen:])  # (B, 1, L, P+L)
         positions = cache.next_position[:, None] + torch.arange(alen, device=valid.device)
 
         def predictor(bins: torch.Tensor):
@@ -295,6 +304,43 @@ class LLaDAVLA(nn.Module):
                                       cfg.chunk_size, cfg.action_dim, dec, generator, obs.text_ids.device)
         actions = self.action_tokenizer.from_bins(result.bins.view(-1, cfg.chunk_size, cfg.action_dim))
         return actions, result
+
+    def cast_for_inference(self, dtype: torch.dtype = torch.bfloat16) -> LLaDAVLA:
+        """Store the vision tower, projector, state projection and backbone weights in `dtype`, in place.
+
+        For serving and evaluation, not training (optimizers want fp32 master weights).
+        Autocast re-casts every fp32 weight on every call; stored bf16 weights are read
+        once, at half the bytes, and on CPUs with AVX512-BF16 or AMX the matmuls run
+        ~2x faster (docs/speed.md). What stays fp32: the action quantiles (the action
+        tokenizer is not cast), RMSNorm and RoPE arithmetic, attention softmax, and the
+        LSC logits and confidences (`lsc_logits` computes the K-way head in fp32).
+        """
+        for module in (self.vision, self.backbone, self.state_proj):
+            if module is not None:
+                module.to(dtype)
+        return self
+
+    def compile_for_inference(self, mode: str | None = None) -> LLaDAVLA:
+        """torch.compile the vision tower and the backbone in place; weights and state dict are unchanged.
+
+        mode None: 'reduce-overhead' (CUDA graphs) on CUDA, inductor's default (fused C++ /
+        OpenMP loops around the BLAS matmuls) elsewhere. Shapes start static; a new shape
+        (batch size, prefix length, the AR cache growing) recompiles once with dynamic
+        shapes. The first chunks pay the compilation (~10-40 s for `tiny` on a 2-core CPU),
+        so call this before serving and warm up. Measured effect: docs/speed.md.
+        """
+        cuda = next(self.parameters()).is_cuda
+        if mode is None:
+            mode = "reduce-overhead" if cuda else "default"
+        # CPU: `freezing` folds the (inference-only) weights into the graph as constants and
+        # prepacks them for oneDNN; `cpp_wrapper` calls the kernels from C++ instead of a
+        # Python wrapper. Both cut the per-forward overhead that dominates a small model's
+        # denoising step (docs/speed.md). Weights changed after compiling are not seen.
+        options = None if cuda or mode != "default" else {"freezing": True, "cpp_wrapper": True}
+        self.backbone.forward = torch.compile(self.backbone.forward, mode=None if options else mode, options=options)
+        self.vision.forward = torch.compile(self.vision.forward, mode=None if options else mode, options=options)
+        self.compile_mode = mode
+        return self
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

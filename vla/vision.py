@@ -144,6 +144,7 @@ class VisionTower(nn.Module):
             batch.append(img)
         n_cam, bsz = len(batch), batch[0].shape[0]
         x = (torch.cat(batch, 0) - self.pixel_mean) / self.pixel_std  # (n_cam*B, 3, S, S)
+        x = x.to(self.projector.fc1.weight.dtype)  # bf16 after LLaDAVLA.cast_for_inference
         tokens = self.projector(self._features(x))  # (n_cam*B, N_img, d)
         if self.pos_embed is not None:
             tokens = tokens + self.pos_embed
