@@ -6,13 +6,14 @@ script stays a thin CLI. One chunk = vision + prefix + all denoising steps at ba
 AR runs on the same weights configured `causal` (decoder `ar`, one slot per forward),
 uncached, with the prefix cache only, and with its incremental KV cache.
 
-Agreement is the fraction of tokens identical to the same decoder run uncached on the
-same observations (and, for the fused LSC epilogue, to the logits path).
+Models are measured as `prepare` leaves them: fp32 or bf16 weights, eager or compiled.
+Agreement is the fraction of tokens identical to the reference decode of the same decoder
+on the same observations: the fp32 eager model without any cache. The cached fp32 rows
+show the caches are exact (1.000); bf16 and compiled rows show what rounding changes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ DECODERS: dict[str, DecodeConfig] = {
 }
 AR = DecodeConfig("ar", steps=None)
 CACHE_MODES = ("none", "prefix")  # AR adds "kv": prefix + committed slots
+PRECISIONS = ("fp32", "bf16")  # bf16 = weights stored in bf16 (LLaDAVLA.cast_for_inference), not autocast
 
 
 @dataclass
@@ -50,7 +52,7 @@ class Row:
     p99_ms: float
     nfe: float
     tokens_per_forward: float
-    agreement: float | None  # vs the same decoder uncached; None for the uncached row itself
+    agreement: float  # fraction of tokens equal to the reference decode (fp32, eager, uncached)
     flops_per_chunk: float
     compiled: bool = False  # LLaDAVLA.compile_for_inference (torch.compile of vision + backbone)
 
@@ -110,8 +112,15 @@ def train_briefly(model: LLaDAVLA, tokenizer: TextTokenizer, seconds: float, bf1
     return {"train_steps": steps, "train_s": time.perf_counter() - start, "masked_acc": float(metrics["masked_acc"])}
 
 
-def autocast(bf16: bool, device: str = "cpu"):
-    return torch.autocast(device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+def prepare(model: LLaDAVLA, precision: str, compiled: bool) -> LLaDAVLA:
+    """A copy of `model` for inference: weights cast to bf16 (`cast_for_inference`) or left fp32,
+    then `compile_for_inference` if `compiled`. The fp32 original is left untouched."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision '{precision}'; choose from {PRECISIONS}")
+    m = copy.deepcopy(model)
+    if precision == "bf16":
+        m.cast_for_inference(torch.bfloat16)
+    return m.compile_for_inference() if compiled else m
 
 
 def to_device(obs: list[Observation], device: str) -> list[Observation]:
@@ -129,23 +138,32 @@ def run_chunk(model: LLaDAVLA, obs: Observation, dec: DecodeConfig, cache: str) 
     return model.sample_actions(obs, dec, use_cache=cache != "none")[1]
 
 
-def chunk_flops(model: LLaDAVLA, obs: Observation, dec: DecodeConfig, cache: str, bf16: bool) -> float:
-    """FLOPs of one chunk, counted by torch's FlopCounterMode (matmuls and attention)."""
+def chunk_flops(model: LLaDAVLA, obs: Observation, dec: DecodeConfig, cache: str) -> float:
+    """FLOPs of one chunk, counted by torch's FlopCounterMode (matmuls and attention), eager model."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter, torch.inference_mode(), autocast(bf16, obs.text_ids.device.type):
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
         run_chunk(model, obs, dec, cache)
     return float(counter.get_total_flops())
 
 
-def time_chunks(model: LLaDAVLA, obs: list[Observation], dec: DecodeConfig, cache: str, bf16: bool,
+def decode_bins(model: LLaDAVLA, obs: list[Observation], dec: DecodeConfig, cache: str) -> list[torch.Tensor]:
+    """The bins `model` decodes for each observation (the reference for the agreement column)."""
+    with torch.inference_mode():
+        return [run_chunk(model, o, dec, cache).bins for o in obs]
+
+
+def time_chunks(model: LLaDAVLA, obs: list[Observation], dec: DecodeConfig, cache: str,
                 iters: int, warmup: int = 3) -> tuple[list[float], list[torch.Tensor], float]:
-    """-> per-chunk latencies (ms), the bins decoded for each observation, mean NFE."""
+    """-> per-chunk latencies (ms), the bins decoded for each observation, mean NFE.
+
+    The model carries its precision (`prepare`); nothing here casts or autocasts.
+    """
     lat, bins, nfe = [], [], []
     device = obs[0].text_ids.device.type
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    with torch.inference_mode(), autocast(bf16, device):
-        for i in range(warmup + iters):
+    with torch.inference_mode():
+        for i in range(max(warmup + iters, len(obs))):  # every observation decoded at least once
             o = obs[i % len(obs)]
             sync()
             t0 = time.perf_counter()
@@ -168,35 +186,47 @@ def _pct(xs: list[float], q: float) -> float:
     return float(torch.tensor(xs).quantile(q))
 
 
-def bench_model(size: str, precision: str, model: LLaDAVLA, causal: LLaDAVLA | None, obs: list[Observation],
-                iters: int, decoders: dict[str, DecodeConfig] | None = None, flops_from: list[Row] | None = None) -> list[Row]:
-    """Every decoder x cache setting on `model`, and AR on `causal` (the same weights).
-
-    `flops_from`: rows of the same models uncompiled, whose FLOP counts are reused (the
-    counter runs eagerly; a compiled model does the same FLOPs).
-    """
-    bf16 = precision == "bf16"
-    runs = [(name, dec, model, CACHE_MODES) for name, dec in (decoders or DECODERS).items()]
+def _runs(model: LLaDAVLA, causal: LLaDAVLA | None, decoders: dict[str, DecodeConfig] | None,
+          cache_modes: tuple[str, ...]) -> list[tuple[str, DecodeConfig, LLaDAVLA, tuple[str, ...]]]:
+    """(name, decoder, model, cache modes) for every diffusion decoder, then AR on the causal twin (+ its KV cache)."""
+    runs = [(name, dec, model, cache_modes) for name, dec in (decoders or DECODERS).items()]
     if causal is not None:
-        runs.append(("ar", AR, causal, (*CACHE_MODES, "kv")))
-    known = {(r.decoder, r.cache): r.flops_per_chunk for r in flops_from or []}
+        runs.append(("ar", AR, causal, (*cache_modes, "kv")))
+    return runs
+
+
+def bench_model(size: str, precision: str, model: LLaDAVLA, causal: LLaDAVLA | None, obs: list[Observation],
+                iters: int, refs: dict[str, list[torch.Tensor]], flops: dict[tuple[str, str], float],
+                decoders: dict[str, DecodeConfig] | None = None, cache_modes: tuple[str, ...] = CACHE_MODES) -> list[Row]:
+    """Every decoder x cache setting on `model`, and AR on `causal` (the same weights), as prepared.
+
+    refs: decoder name -> the bins of the reference decode (fp32, eager, uncached) per
+    observation; flops: (decoder, cache) -> FLOPs per chunk (counted once on the eager
+    fp32 model: precision and compilation do not change them).
+    """
     rows = []
-    for name, dec, m, modes in runs:
-        ref_bins = None
+    for name, dec, m, modes in _runs(model, causal, decoders, cache_modes):
         for cache in modes:
-            lat, bins, nfe = time_chunks(m, obs, dec, cache, bf16, iters)
-            agreement = None if ref_bins is None else _agree(bins, ref_bins)
-            ref_bins = bins if ref_bins is None else ref_bins
-            flops = known.get((name, cache)) or chunk_flops(m, obs[0], dec, cache, bf16)
+            lat, bins, nfe = time_chunks(m, obs, dec, cache, iters)
             rows.append(Row(size, precision, name, cache, _pct(lat, 0.5), _pct(lat, 0.99), nfe, CHUNK * DIM / nfe,
-                            agreement, flops, m.compile_mode is not None))
+                            _agree(bins, refs[name]), flops[name, cache], m.compile_mode is not None))
     return rows
 
 
-def render_rows(rows: list[Row], peaks: dict[str, float], floors: dict[str, float] | None = None) -> str:
+def reference(model: LLaDAVLA, causal: LLaDAVLA | None, obs: list[Observation],
+              decoders: dict[str, DecodeConfig] | None = None, cache_modes: tuple[str, ...] = CACHE_MODES
+              ) -> tuple[dict[str, list[torch.Tensor]], dict[tuple[str, str], float]]:
+    """-> (reference bins per decoder, FLOPs per (decoder, cache)) from the fp32 eager models."""
+    runs = _runs(model, causal, decoders, cache_modes)
+    refs = {name: decode_bins(m, obs, dec, "none") for name, dec, m, _ in runs}
+    flops = {(name, cache): chunk_flops(m, obs[0], dec, cache) for name, dec, m, modes in runs for cache in modes}
+    return refs, flops
+
+
+def render_rows(rows: list[Row], peaks: dict[str, float], floors: dict[tuple[str, str], float] | None = None) -> str:
     """Markdown table of rows; `peaks` maps precision -> matmul GFLOP/s for the % of peak column.
 
-    floors: size -> fp32 matmul rate at that size's 35-slot step shape
+    floors: (size, precision) -> matmul rate at that size's 35-slot step shape
     (`roofline.step_matmul_gflops`); the `floor ms` column is the chunk's FLOPs at that
     rate, the latency if nothing but matmuls ran. A size label's first word is the key.
     """
@@ -205,17 +235,18 @@ def render_rows(rows: list[Row], peaks: dict[str, float], floors: dict[str, floa
            "GFLOP/chunk | % of matmul peak |" + (" floor ms |" if floor else ""),
            "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if floor else "")]
     for r in rows:
-        agree = "ref" if r.agreement is None else f"{r.agreement:.3f}"
         frac = r.flops_per_chunk / (r.p50_ms / 1e3) / (peaks[r.precision] * 1e9)
         line = (f"| {r.size} | {r.precision} | {'yes' if r.compiled else 'no'} | {r.decoder} | {r.cache} | "
-                f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.nfe:.1f} | {r.tokens_per_forward:.1f} | {agree} | "
+                f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.nfe:.1f} | {r.tokens_per_forward:.1f} | {r.agreement:.3f} | "
                 f"{r.flops_per_chunk / 1e9:.2f} | {frac:.1%} |")
-        out.append(line + (f" {r.flops_per_chunk / (floors[r.size.split()[0]] * 1e9) * 1e3:.1f} |" if floor else ""))
+        if floor:
+            line += f" {r.flops_per_chunk / (floors[r.size.split()[0], r.precision] * 1e9) * 1e3:.1f} |"
+        out.append(line)
     return "\n".join(out)
 
 
-def step_breakdown(model: LLaDAVLA, obs: Observation, bf16: bool, reps: int = 200) -> dict[str, float]:
-    """Median ms per denoising step of: the cached forward, `propose`, and HAD's selection rule.
+def step_breakdown(model: LLaDAVLA, obs: Observation, reps: int = 200) -> dict[str, float]:
+    """Median ms per denoising step of `model` as prepared: the cached forward, `propose`, HAD's selection rule.
 
     Decides whether the HAD selection step deserves a kernel (DESIGN: only if it matters).
     """
@@ -231,7 +262,7 @@ def step_breakdown(model: LLaDAVLA, obs: Observation, bf16: bool, reps: int = 20
             ts.append((time.perf_counter() - t0) * 1e3)
         return _pct(ts, 0.5)
 
-    with torch.inference_mode(), autocast(bf16, obs.text_ids.device.type):
+    with torch.inference_mode():
         predictor = model.make_predictor(obs)
         bins = torch.full((1, model.cfg.action_len), -1, device=obs.text_ids.device)
         logits = predictor(bins)
@@ -242,3 +273,57 @@ def step_breakdown(model: LLaDAVLA, obs: Observation, bf16: bool, reps: int = 20
             "propose_ms": med(lambda: propose(logits, 0.0, None, need_probs=False)),
             "had_select_ms": med(lambda: select_lowest(_had_key(masked, conf, CHUNK, DIM), count)),
         }
+
+
+def render_targets(rows: list[Row]) -> str:
+    """The issue's targets, read off `rows`: HAD vs AR with its KV cache, and the tiny chunk latency.
+
+    Per (size, precision, compiled): p50 of HAD (10 steps) and HAD (5 steps, one action
+    per forward) with the prefix cache against AR with its KV cache on the same weights.
+    """
+    p50 = {(r.size, r.precision, r.compiled, r.decoder, r.cache): r.p50_ms for r in rows}
+    out = ["| size | precision | compiled | HAD 10 steps ms | HAD 5 steps ms | AR + KV cache ms | AR / HAD | AR / HAD 5 |",
+           "|---|---|---|---|---|---|---|---|"]
+    groups = sorted({(r.size, r.precision, r.compiled) for r in rows if (r.decoder, r.cache) == ("ar", "kv")},
+                    key=lambda g: (g[0], g[1], g[2]))
+    for size, prec, comp in groups:
+        had, had5, ar = (p50.get((size, prec, comp, d, c)) for d, c in (("had", "prefix"), ("had_5", "prefix"),
+                                                                          ("ar", "kv")))
+        if had is None or had5 is None:
+            continue
+        out.append(f"| {size} | {prec} | {'yes' if comp else 'no'} | {had:.1f} | {had5:.1f} | {ar:.1f} | "
+                   f"{ar / had:.2f}x | {ar / had5:.2f}x |")
+    for size in sorted({g[0] for g in groups}):  # each decoder in its own fastest setting
+        best = {d: min((r for r in rows if r.size == size and (r.decoder, r.cache) == (d, c)), key=lambda r: r.p50_ms)
+                for d, c in (("had", "prefix"), ("had_5", "prefix"), ("ar", "kv"))}
+        out.append(f"| {size} | best each | - | {best['had'].p50_ms:.1f} | {best['had_5'].p50_ms:.1f} | "
+                   f"{best['ar'].p50_ms:.1f} | {best['ar'].p50_ms / best['had'].p50_ms:.2f}x | "
+                   f"{best['ar'].p50_ms / best['had_5'].p50_ms:.2f}x |")
+    tiny = [r for r in rows if r.size == "tiny" and (r.decoder, r.cache) == ("had", "prefix")]
+    if tiny:
+        best = min(tiny, key=lambda r: r.p50_ms)
+        out.append(f"\nTiny preset, one chunk (vision + prefix + 10 HAD steps, prefix cache), best setting: "
+                   f"{best.p50_ms:.1f} ms p50 ({best.precision}, {'compiled' if best.compiled else 'eager'}).")
+    return "\n".join(out)
+
+
+def render_roofline(roof: dict, steps: dict, machine, floors: dict[tuple[str, str], float], load: float) -> str:
+    """docs/speed.md's roofline block: FLOPs and bytes per forward, per-step breakdown, machine rates.
+
+    roof: (size, precision) -> (params, [ForwardCost]); steps: (size, precision) -> `step_breakdown`.
+    """
+    md = ["| size | precision | params | forward | tokens | keys | MFLOP | MB moved | FLOP/byte |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for (size, prec), (n, costs) in roof.items():
+        md += [f"| {size} | {prec} | {n / 1e6:.1f}M | {c.name} | {c.tokens} | {c.keys} | {c.flops / 1e6:.1f} | "
+               f"{c.bytes / 1e6:.2f} | {c.intensity:.1f} |" for c in costs]
+    md += ["", "| size | precision | cached forward ms (eager) | propose ms | HAD selection ms |", "|---|---|---|---|---|"]
+    md += [f"| {size} | {prec} | {b['forward_ms']:.2f} | {b['propose_ms']:.3f} | {b['had_select_ms']:.3f} |"
+           for (size, prec), b in steps.items()]
+    rates = {"fp32": machine.matmul_fp32_gflops, "bf16": machine.matmul_bf16_gflops}
+    shape = ", ".join(f"{s} {p} {v:.0f}" for (s, p), v in floors.items())
+    md.append(f"\nMachine ({machine.threads} threads, load {load:.2f}): matmul {rates['fp32']:.0f} GFLOP/s fp32, "
+              f"{rates['bf16']:.0f} bf16 (2048^2); at the 35-slot step shape: {shape} GFLOP/s; copy "
+              f"{machine.copy_gbps:.1f} GB/s; balance point {rates['fp32'] / machine.copy_gbps:.0f} (fp32) / "
+              f"{rates['bf16'] / machine.copy_gbps:.0f} (bf16) FLOP/byte.")
+    return "\n".join(md)

@@ -8,8 +8,8 @@ models this small, per-operator overhead (neither roof: see docs/speed.md).
 
 FLOPs are counted with torch's FlopCounterMode on a real forward (matmuls and
 attention); bytes are modeled: every backbone weight read once per forward as stored
-(fp32, 4 B: under CPU autocast the weights are re-cast to bf16 each call), plus the
-cached keys/values read by attention, in the compute dtype.
+(4 B fp32, 2 B after `LLaDAVLA.cast_for_inference`), plus the cached keys/values read
+by attention, in the same dtype.
 """
 
 from __future__ import annotations
@@ -54,14 +54,15 @@ def measure_machine(n: int = 2048, copy_mb: int = 512) -> MachineRates:
     return MachineRates(rates[0], rates[1], bw, torch.get_num_threads())
 
 
-def step_matmul_gflops(tokens: int, d_model: int, hidden: int, reps: int = 200) -> float:
-    """fp32 rate of the (tokens x d_model) @ (d_model x hidden) matmul of a decode step (best of `reps`).
+def step_matmul_gflops(tokens: int, d_model: int, hidden: int, dtype: torch.dtype = torch.float32,
+                       reps: int = 200) -> float:
+    """Rate of the (tokens x d_model) @ (d_model x hidden) matmul of a decode step in `dtype` (best of `reps`).
 
     Small-M matmuls run far below the square-matmul peak (packing, few tiles to share
     between threads), so this, not `measure_machine`'s 2048^2 rate, is the roof a batch-1
     step of `tokens` slots can reach; dividing a chunk's FLOPs by it gives its floor.
     """
-    x, w = torch.randn(tokens, d_model), torch.randn(hidden, d_model)
+    x, w = torch.randn(tokens, d_model, dtype=dtype), torch.randn(hidden, d_model, dtype=dtype)
     return 2 * tokens * d_model * hidden / _best_time(lambda: torch.nn.functional.linear(x, w), reps) / 1e9
 
 
@@ -84,11 +85,12 @@ def _count(fn) -> float:
     return float(counter.get_total_flops())
 
 
-def forward_costs(model: LLaDAVLA, causal: LLaDAVLA, obs: Observation, kv_bytes: int = 4) -> list[ForwardCost]:
-    """FLOPs (counted) and bytes (modeled) of each kind of forward in one chunk."""
-    block_bytes = 4 * sum(p.numel() for p in model.backbone.blocks.parameters())
-    vision_bytes = 4 * sum(p.numel() for p in model.vision.parameters())
+def forward_costs(model: LLaDAVLA, causal: LLaDAVLA, obs: Observation) -> list[ForwardCost]:
+    """FLOPs (counted) and bytes (modeled, in the weights' own dtype) of each kind of forward in one chunk."""
+    block_bytes = sum(p.numel() * p.element_size() for p in model.backbone.blocks.parameters())
+    vision_bytes = sum(p.numel() * p.element_size() for p in model.vision.parameters())
     cfg = model.cfg.backbone
+    kv_bytes = model.backbone.wte.weight.element_size()
     kv_per_key = 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * kv_bytes  # K and V, every layer
     with torch.inference_mode():
         prefix, valid = model.embed_prefix(obs)

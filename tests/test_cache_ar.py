@@ -29,11 +29,12 @@ def test_incremental_ar_cache_gives_identical_actions(tokenizer, temperature):
 def test_incremental_ar_runs_one_token_per_step_with_exact_logits(tokenizer):
     model = causal_model(tokenizer)
     obs = make_obs(tokenizer, bsz=2)
-    seen, recording = [], [True]
+    seen, past_len, recording = [], [], [True]
 
     def record(module, inputs, output):
         if recording[0]:
             seen.append(inputs[0].shape[1])
+            past_len.append(None if inputs[4] is None else inputs[4][0].shape[2])
 
     hook = model.backbone.blocks[0].register_forward_hook(record)
     predictor = model.make_predictor(obs, use_cache=True)
@@ -50,6 +51,8 @@ def test_incremental_ar_runs_one_token_per_step_with_exact_logits(tokenizer):
     hook.remove()
     # one prefix pass, then the first step runs no new token and every later step exactly one
     assert seen[0] == prefix.shape[1] and seen[1:] == [1] * (model.cfg.action_len - 1)
+    # every step attends over the same preallocated P+L cache: one shape, one compiled graph
+    assert past_len[0] is None and past_len[1:] == [prefix.shape[1] + model.cfg.action_len] * (model.cfg.action_len - 1)
 
 
 def test_incremental_ar_rejects_out_of_order_commits(tokenizer):

@@ -50,23 +50,36 @@ def test_gumbel_draws_match_between_paths():
 
 def test_bench_cache_modes_agree_and_count_forwards(tokenizer):
     """The benchmark's three AR cache modes decode the same tokens with 35 forwards each."""
-    from vla.kernels.decode_bench import AR, Row, render_rows, run_chunk, synthetic_actions, time_chunks
+    from vla.kernels.decode_bench import AR, run_chunk, synthetic_actions, time_chunks
 
     model = LLaDAVLA(small_config(tokenizer, attention="causal", decoder={"name": "ar", "steps": None})).eval()
     obs = [make_obs(tokenizer, bsz=1, seed=s) for s in range(2)]
-    results = {c: time_chunks(model, obs, AR, c, bf16=False, iters=2, warmup=0) for c in ("none", "prefix", "kv")}
+    results = {c: time_chunks(model, obs, AR, c, iters=2, warmup=0) for c in ("none", "prefix", "kv")}
     for lat, bins, nfe in results.values():
         assert nfe == model.cfg.action_len and len(lat) == 2 and all(t > 0 for t in lat)
         assert all(torch.equal(b, r) for b, r in zip(bins, results["none"][1], strict=True))
     assert run_chunk(model, obs[0], AR, "kv").nfe == model.cfg.action_len
     acts = synthetic_actions(torch.rand(4, 5, 2) * 2 - 1)
     assert acts.shape == (4, 5, 7) and acts.abs().max() <= 1 and (acts[:, -1, 6] == 1).all()
+
+
+def test_bench_tables_render_targets_and_floors():
+    from vla.kernels.decode_bench import Row, render_rows, render_targets
+
     row = Row("tiny", "bf16", "had", "prefix", 10.0, 12.5, 10.0, 3.5, 0.5, 2e9)
     assert "| tiny | bf16 | no | had | prefix | 10.0 | 12.5 | 10.0 | 3.5 | 0.500 | 2.00 | 20.0% |" in render_rows([row], {"bf16": 1000.0})
-    # floor = FLOPs at the size's step-shape matmul rate: 2 GFLOP at 400 GFLOP/s = 5 ms; trained rows key on "tiny"
-    trained = Row("tiny (trained)", "fp32", "had", "prefix", 10.0, 12.5, 10.0, 3.5, None, 2e9, compiled=True)
-    assert "| tiny (trained) | fp32 | yes | had | prefix | 10.0 | 12.5 | 10.0 | 3.5 | ref | 2.00 | 20.0% | 5.0 |" in \
-        render_rows([trained], {"fp32": 1000.0}, {"tiny": 400.0})
+    # floor = FLOPs at the (size, precision) step-shape matmul rate: 2 GFLOP at 400 GFLOP/s = 5 ms; trained rows key on "tiny"
+    trained = Row("tiny (trained)", "fp32", "had", "prefix", 10.0, 12.5, 10.0, 3.5, 1.0, 2e9, compiled=True)
+    assert "| tiny (trained) | fp32 | yes | had | prefix | 10.0 | 12.5 | 10.0 | 3.5 | 1.000 | 2.00 | 20.0% | 5.0 |" in \
+        render_rows([trained], {"fp32": 1000.0}, {("tiny", "fp32"): 400.0})
+    # targets: AR with its KV cache over HAD (10 and 5 steps) in the same setting; best tiny chunk
+    rows = [row, Row("tiny", "bf16", "had_5", "prefix", 5.0, 6.0, 5.0, 7.0, 1.0, 1e9),
+            Row("tiny", "bf16", "ar", "kv", 30.0, 31.0, 35.0, 1.0, 1.0, 1e8),
+            Row("tiny", "fp32", "had", "prefix", 40.0, 41.0, 10.0, 3.5, 1.0, 2e9)]  # no AR row: no ratio line
+    md = render_targets(rows)
+    assert "| tiny | bf16 | no | 10.0 | 5.0 | 30.0 | 3.00x | 6.00x |" in md and "| tiny | fp32 |" not in md
+    assert "| tiny | best each | - | 10.0 | 5.0 | 30.0 | 3.00x | 6.00x |" in md
+    assert "best setting: 10.0 ms p50 (bf16, eager)" in md
 
 
 @pytest.mark.slow
@@ -92,3 +105,30 @@ def test_compile_for_inference_gives_the_eager_actions(tokenizer):
             pred_e, pred_c = eager.make_predictor(obs[0]), compiled.make_predictor(obs[0])
             bins = torch.full((1, eager.cfg.action_len), -1)
             torch.testing.assert_close(pred_c(bins), pred_e(bins), rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_weights_give_the_fp32_logits_to_bf16_precision(tokenizer):
+    """cast_for_inference: weights in bf16; action quantiles and LSC logits stay fp32; the cached
+    step's logits match the fp32 model's to bf16 rounding, and every decoder runs on it. (Token
+    agreement on a trained model is a benchmark figure: BENCHMARKS.md, trained bf16 rows.)"""
+    import copy
+
+    torch.manual_seed(0)
+    ref = LLaDAVLA(small_config(tokenizer)).eval()
+    cast = copy.deepcopy(ref).cast_for_inference(torch.bfloat16)
+    assert {p.dtype for p in cast.backbone.parameters()} == {p.dtype for p in cast.vision.parameters()} == {torch.bfloat16}
+    assert cast.action_tokenizer.low.dtype == cast.action_tokenizer.high.dtype == torch.float32
+    obs = make_obs(tokenizer, bsz=4)
+    bins = torch.full((4, ref.cfg.action_len), -1)
+    bins[:, ::3] = torch.randint(0, ref.cfg.num_bins, bins[:, ::3].shape)  # some slots committed
+    with torch.inference_mode():
+        for use_cache in (True, False):
+            l32 = ref.make_predictor(obs, use_cache)(bins)
+            l16 = cast.make_predictor(obs, use_cache)(bins)
+            assert l16.dtype == torch.float32
+            scale = l32.abs().max()
+            torch.testing.assert_close(l16, l32, atol=float(0.03 * scale), rtol=0.0)
+        for name in sorted(DECODERS):
+            actions, res = cast.sample_actions(obs, DecodeConfig(name, steps=None if name == "ar" else 4))
+            assert actions.dtype == torch.float32 and actions.shape == (4, ref.cfg.chunk_size, ref.cfg.action_dim)
+            assert ((res.bins >= 0) & (res.bins < ref.cfg.num_bins)).all()

@@ -246,22 +246,27 @@ class LLaDAVLA(nn.Module):
         return predictor
 
     def _incremental_ar_predictor(self, prefix: torch.Tensor, valid: torch.Tensor, fused: bool):
-        """Causal-mode predictor with a growing KV cache (prefix + committed slots).
+        """Causal-mode predictor with a KV cache of the prefix and the committed slots.
 
-        Each call runs only the slots committed since the previous call, appending their
-        keys/values, and reads slot j from the hidden state of slot j-1 (SEP for slot 0),
-        exactly as the full causal pass does. Rows after the first masked slot are not
-        computed (zeros -> uniform logits): only the left-to-right `ar` rule with one slot
-        per step may use this predictor, which `make_predictor` guarantees.
+        Each call runs only the slots committed since the previous call and reads slot j
+        from the hidden state of slot j-1 (SEP for slot 0), exactly as the full causal pass
+        does. The cache is preallocated for all P+L positions and every call attends over
+        all of it, with the slots not yet written masked out, so a one-slot step has the
+        same shapes at every position: a compiled backbone runs one graph for the whole
+        chunk, with no per-position recompiles (the static-cache design of gpt-fast).
+        Rows after the first masked slot are not computed (zeros -> uniform logits): only
+        the left-to-right `ar` rule with one slot per step may use this predictor, which
+        `make_predictor` guarantees.
         """
         cache, h_sep = self.encode_prefix(prefix, valid)
         bsz, plen = valid.shape
         alen = self.cfg.action_len
         keys = [torch.cat([k, k.new_zeros(*k.shape[:2], alen, k.shape[3])], 2) for k in cache.keys]  # (B, nkv, P+L, hd)
         values = [torch.cat([v, v.new_zeros(*v.shape[:2], alen, v.shape[3])], 2) for v in cache.values]
+        past = KVCache(keys, values, valid, cache.next_position)  # the buffers themselves: written in place below
         head_in = h_sep.new_zeros(bsz, alen, h_sep.shape[-1])  # (B, L, d): row j = hidden of slot j-1
         head_in[:, 0] = h_sep
-        key_ok = torch.cat([valid, torch.ones(bsz, alen, dtype=torch.bool, device=valid.device)], 1)  # (B, P+L)
+        prefix_ok = valid[:, None, None, :]  # (B, 1, 1, P)
         slot = torch.arange(alen, device=valid.device)
         done = [0]  # slots whose keys/values are cached
 
@@ -273,13 +278,12 @@ class LLaDAVLA(nn.Module):
                 raise RuntimeError("incremental AR cache needs one left-to-right commit per step (decoder 'ar')")
             start = done[0]
             if run > start:
-                new = slice(start, run)
-                # query slot i sees the valid prefix and slots <= i: (B, 1, T, P+run)
-                mask = key_ok[:, None, None, : plen + run] & torch.cat(
-                    [torch.ones(run - start, plen, dtype=torch.bool, device=valid.device),
-                     slot[None, :run] <= slot[new, None]], 1)[None, None]
-                past = KVCache([k[:, :, : plen + start] for k in keys], [v[:, :, : plen + start] for v in values],
-                               key_ok[:, : plen + start], cache.next_position)
+                new, t = slice(start, run), run - start
+                # query slot i (of the t new ones) sees the valid prefix, the cached slots (< start) and
+                # the new slots <= i; the buffer's unwritten slots are masked: (B, 1, t, P+L+t)
+                mask = torch.cat([prefix_ok.expand(bsz, 1, t, plen),
+                                  (slot < start).expand(bsz, 1, t, alen),
+                                  (slot[:t, None] >= slot[None, :t]).expand(bsz, 1, t, t)], -1)
                 positions = cache.next_position[:, None] + slot[new]
                 hidden, kvs = self.backbone(self.embed_actions(bins[:, new]), positions, mask, past=past, return_kv=True)
                 for (k_new, v_new), k, v in zip(kvs, keys, values, strict=True):
@@ -333,10 +337,13 @@ class LLaDAVLA(nn.Module):
         if mode is None:
             mode = "reduce-overhead" if cuda else "default"
         # CPU: `freezing` folds the (inference-only) weights into the graph as constants and
-        # prepacks them for oneDNN; `cpp_wrapper` calls the kernels from C++ instead of a
-        # Python wrapper. Both cut the per-forward overhead that dominates a small model's
-        # denoising step (docs/speed.md). Weights changed after compiling are not seen.
-        options = None if cuda or mode != "default" else {"freezing": True, "cpp_wrapper": True}
+        # prepacks them for oneDNN; with `enable_concat_linear` the q/k/v and gate/up
+        # projections, which read the same input, become one matmul each; `cpp_wrapper`
+        # calls the kernels from C++ instead of a Python wrapper. Together they cut the
+        # per-forward overhead of a small model's denoising step (docs/speed.md).
+        # Weights changed after compiling are not seen.
+        options = None if cuda or mode != "default" else {"freezing": True, "cpp_wrapper": True,
+                                                          "cpp.enable_concat_linear": True}
         self.backbone.forward = torch.compile(self.backbone.forward, mode=None if options else mode, options=options)
         self.vision.forward = torch.compile(self.vision.forward, mode=None if options else mode, options=options)
         self.compile_mode = mode
