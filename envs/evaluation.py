@@ -329,9 +329,11 @@ def set_decoder(policy, name: str | None = None, steps: int | None = None, thres
 
 
 def load_policy(spec: str, device: str | None = None, decoder: str | None = None,
-                decode_steps: int | None = None) -> EvalPolicy:
-    """'expert', 'random', or a saved LeRobot policy directory: ours (`llada_vla`, whose decoder
-    and steps may be overridden) or any LeRobot policy type (e.g. `act`, for baselines)."""
+                decode_steps: int | None = None, threshold: float | None = None,
+                bf16_weights: bool = False) -> EvalPolicy:
+    """'expert', 'random', or a saved LeRobot policy directory: ours (`llada_vla`, whose decoder,
+    steps and threshold may be overridden, and whose weights may be stored in bf16) or any
+    LeRobot policy type (e.g. `act`, for baselines)."""
     if spec == "expert":
         return ExpertPolicy()
     if spec == "random":
@@ -352,9 +354,11 @@ def load_policy(spec: str, device: str | None = None, decoder: str | None = None
         raise ValueError(f"{path}/config.json names policy type {kind!r}, which LeRobot does not know: {exc}") from None
     policy = policy_class.from_pretrained(str(path), **kwargs)
     if kind == "llada_vla":
-        set_decoder(policy, decoder, decode_steps)
-    elif decoder is not None or decode_steps is not None:
-        raise ValueError(f"--decoder / --decode-steps apply to llada_vla checkpoints; {path} is a {kind!r} policy")
+        set_decoder(policy, decoder, decode_steps, threshold)
+        policy.prepare_for_inference(bf16_weights=bf16_weights)
+    elif decoder is not None or decode_steps is not None or threshold is not None or bf16_weights:
+        raise ValueError(f"--decoder / --decode-steps / --threshold / --bf16-weights apply to llada_vla checkpoints; "
+                         f"{path} is a {kind!r} policy")
     overrides = {"device_processor": {"device": str(policy.config.device)}}
     pre, post = make_pre_post_processors(policy.config, pretrained_path=str(path),
                                          preprocessor_overrides=overrides)

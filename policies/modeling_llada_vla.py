@@ -121,6 +121,18 @@ class LLaDAVLAPolicy(PreTrainedPolicy):
     def reset(self) -> None:
         self._queue.clear()
 
+    def prepare_for_inference(self, bf16_weights: bool = False, compile: bool = False) -> LLaDAVLAPolicy:
+        """Serving / evaluation speed-ups, in place (measured in docs/speed.md): weights stored in
+        bf16 (`LLaDAVLA.cast_for_inference`) and torch.compile (`LLaDAVLA.compile_for_inference`;
+        the first chunks pay the compilation, so warm up before the clock matters). The policy
+        is for inference only afterwards: do not train or save it."""
+        self.eval()
+        if bf16_weights:
+            self.model.cast_for_inference(torch.bfloat16)
+        if compile:
+            self.model.compile_for_inference()
+        return self
+
     def _autocast(self, device: torch.device):
         enabled = use_bf16_autocast(device, self.config.use_bf16)
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)

@@ -89,8 +89,10 @@ class LeRobotPolicyBackend:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None, control_hz: float | None = None,
-                        **names: Any) -> LeRobotPolicyBackend:
-        """Load `path` (a `pretrained_model` dir); control_hz defaults to the dataset's fps, else 20."""
+                        bf16_weights: bool = False, compile: bool = False, **names: Any) -> LeRobotPolicyBackend:
+        """Load `path` (a `pretrained_model` dir); control_hz defaults to the dataset's fps, else 20.
+
+        bf16_weights / compile: llada_vla's inference speed-ups (`prepare_for_inference`)."""
         from lerobot.configs.policies import PreTrainedConfig
         from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
@@ -104,6 +106,10 @@ class LeRobotPolicyBackend:
         if device:
             config.device = device
         policy = get_policy_class(config.type).from_pretrained(path, config=config)
+        if bf16_weights or compile:
+            if not hasattr(policy, "prepare_for_inference"):
+                raise ValueError(f"--bf16-weights / --compile apply to llada_vla policies; {path} is {config.type!r}")
+            policy.prepare_for_inference(bf16_weights, compile)
         overrides = {"device_processor": {"device": config.device}}
         pre, post = make_pre_post_processors(config, pretrained_path=str(path), preprocessor_overrides=overrides)
         hz = control_hz or dataset_fps(path) or 20.0

@@ -81,19 +81,19 @@ def measure(url: str, n: int, episodes: int) -> dict:
                                                                      "observation": observations[0]}))}
 
 
-def section(m: dict, load: float, quiet: bool, preset: dict) -> str:
+def section(m: dict, load: float, quiet: bool, preset: dict, flags: str = "") -> str:
     meta, c = m["meta"], m["control"]
     jit, crtt = c["jitter_ms"], c["rtt_ms"]
     over = np.asarray(m["rtt"]) - np.asarray(m["infer"])
     return f"""## Deployment
 
-Written by `scripts/bench_serve.py` on {date.today()} ({platform.machine()}, {os.cpu_count()} CPU cores, \
+Written by `scripts/bench_serve.py{(' --server-flags="' + flags + '"') if flags else ''}` on {date.today()} ({platform.machine()}, {os.cpu_count()} CPU cores, \
 {platform.system()}; 1-min load {load:.2f} when measuring started{'' if quiet else ', NOT quiet: numbers are upper bounds'}). \
 Do not edit by hand; re-run the script.
 
 Tiny tabletop preset (`configs/tabletop_tiny_cpu.json`: d_model {preset['d_model']}, {preset['n_layers']} layers, \
 {preset['decoder']} decoding with {preset['decode_steps']} steps, chunk {meta.chunk_size}x{meta.action_dim}, \
-96x96 image), untrained, served by `scripts/serve.py` on CPU; client in another process over loopback \
+96x96 image), untrained, served by `scripts/serve.py{(' ' + flags) if flags else ''}` on CPU; client in another process over loopback \
 (websocket + msgpack, {m['request_bytes']:,} bytes per request). Server and client share the same 2 cores.
 
 | measurement ({len(m['rtt'])} requests) | p50 ms | p99 ms |
@@ -125,19 +125,20 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=3)
     p.add_argument("--no-write", action="store_true", help="print the section without writing BENCHMARKS.md")
     p.add_argument("--no-wait", action="store_true", help="measure now even on a busy machine")
+    p.add_argument("--server-flags", default="", help='extra scripts/serve.py flags, e.g. "--bf16-weights --compile"')
     args = p.parse_args()
     preset = json.loads((ROOT / "configs" / "tabletop_tiny_cpu.json").read_text())["policy"]
     fields = {k: v for k, v in preset.items() if k not in ("type", "device", "push_to_hub")}
     with tempfile.TemporaryDirectory() as tmp:
         policy_dir = save_untrained_policy(Path(tmp) / "tiny", suite="tabletop", **fields)
         load, quiet = (os.getloadavg()[0], False) if args.no_wait else wait_for_quiet()
-        proc, url = start_server(str(policy_dir), None)
+        proc, url = start_server(str(policy_dir), None, args.server_flags.split())
         try:
             m = measure(url, args.requests, args.episodes)
         finally:
             proc.terminate()
             proc.wait(timeout=10)
-    text = section(m, load, quiet, preset)
+    text = section(m, load, quiet, preset, args.server_flags)
     print(text)
     if not args.no_write:
         write_section(text)

@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--decoder", default=None, choices=["had", "low_confidence", "threshold", "ar"],
                    help="override the checkpoint's decoder")
     p.add_argument("--decode-steps", type=int, default=None, help="override forwards per chunk")
+    p.add_argument("--threshold", type=float, default=None, help="confidence threshold of --decoder threshold")
+    p.add_argument("--bf16-weights", action="store_true", help="store the policy's weights in bf16 (docs/speed.md)")
     p.add_argument("--n-action-steps", type=int, default=None, help="actions executed per chunk (default: policy's)")
     p.add_argument("--temporal-ensemble", type=float, default=None, metavar="M",
                    help="query every step and average overlapping chunks with weights exp(-M*i) (ACT; e.g. 0.01)")
@@ -63,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from vla.envs.evaluation import POLICY_ANCHORS, EvalConfig, check_seeds_disjoint, evaluate, load_policy
 
-    if args.policy and (args.decoder or args.decode_steps):
-        raise SystemExit("--decoder / --decode-steps apply to a --policy.path checkpoint, not to an anchor")
+    if args.policy and (args.decoder or args.decode_steps or args.threshold is not None or args.bf16_weights):
+        raise SystemExit("--decoder / --decode-steps / --threshold / --bf16-weights apply to a --policy.path "
+                         "checkpoint, not to an anchor")
     anchors = tuple(a.strip() for a in args.anchors.split(",") if a.strip())
     if set(anchors) - set(POLICY_ANCHORS):
         raise SystemExit(f"error: --anchors {args.anchors!r}; choose from {list(POLICY_ANCHORS)}")
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.demos:
             check_seeds_disjoint([cfg.seed_base + i for i in range(cfg.n_episodes)], args.demos)
         policy = load_policy(args.policy_path or args.policy, device=args.device, decoder=args.decoder,
-                             decode_steps=args.decode_steps)
+                             decode_steps=args.decode_steps, threshold=args.threshold, bf16_weights=args.bf16_weights)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
     info = evaluate(cfg, policy, anchors)

@@ -23,9 +23,10 @@ from vla.policies.client import PolicyClient
 from vla.policies.controller import ENSEMBLE_MODES, ControllerConfig
 
 
-def start_server(policy_path: str, token: str | None) -> tuple[subprocess.Popen, str]:
-    """scripts/serve.py on 127.0.0.1 with a free port; -> (process, ws url)."""
-    cmd = [sys.executable, str(Path(__file__).with_name("serve.py")), f"--policy.path={policy_path}", "--port", "0"]
+def start_server(policy_path: str, token: str | None, extra: list[str] | None = None) -> tuple[subprocess.Popen, str]:
+    """scripts/serve.py on 127.0.0.1 with a free port (plus `extra` flags, e.g. --compile); -> (process, ws url)."""
+    cmd = [sys.executable, str(Path(__file__).with_name("serve.py")), f"--policy.path={policy_path}", "--port", "0",
+           *(extra or [])]
     proc = subprocess.Popen(cmd + (["--token", token] if token else []), stdout=subprocess.PIPE, text=True)
     for line in proc.stdout:
         if line.startswith("serving"):

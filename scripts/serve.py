@@ -30,12 +30,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--action-names", default=None, help="comma-separated, one per action dimension")
     parser.add_argument("--state-names", default=None, help="comma-separated, one per state dimension")
     parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up inference before listening")
+    parser.add_argument("--bf16-weights", action="store_true", help="store weights in bf16 (faster; docs/speed.md)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (compiles during warm-up)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     names = {k: v.split(",") for k, v in (("action_names", args.action_names), ("state_names", args.state_names)) if v}
     backend = LeRobotPolicyBackend.from_pretrained(args.policy_path, device=args.device, control_hz=args.control_hz,
-                                                   **names)
+                                                   bf16_weights=args.bf16_weights, compile=args.compile, **names)
     if not args.no_warmup:
         backend.warmup()
     server = PolicyServer(backend, host=args.host, port=args.port, token=args.token,

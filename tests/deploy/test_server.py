@@ -239,3 +239,15 @@ def test_error_frames_say_what_was_wrong(server):
     # ... and the server goes on serving everyone else
     with PolicyClient(url, token="test-token") as client:
         assert client.infer(observation()).actions.shape == (5, 4)
+
+
+def test_backend_serves_with_bf16_weights(policy_dir):
+    """--bf16-weights: the served llada_vla policy keeps its weights in bf16 and still answers (H, D) float32."""
+    import torch
+
+    from vla.policies.server import LeRobotPolicyBackend
+
+    backend = LeRobotPolicyBackend.from_pretrained(policy_dir, device="cpu", control_hz=20.0, bf16_weights=True)
+    assert backend.policy.model.backbone.wte.weight.dtype == torch.bfloat16
+    actions = backend.infer(observation())
+    assert actions.shape == (5, 4) and actions.dtype == np.float32 and np.isfinite(actions).all()

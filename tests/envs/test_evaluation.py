@@ -206,3 +206,15 @@ def test_decoder_override_and_temporal_ensembling_on_a_loaded_policy(tiny_policy
     assert info["per_task"][0]["metrics"]["episode_lengths"] == [6]
     with pytest.raises(ValueError, match="choose from"):
         load_policy(str(tiny_policy), decoder="beam")
+
+
+def test_threshold_and_bf16_weights_on_a_loaded_policy(tiny_policy):
+    import torch
+
+    policy = load_policy(str(tiny_policy), decoder="threshold", threshold=0.5, bf16_weights=True)
+    model = policy.policy.model
+    assert (model.cfg.decoder.name, model.cfg.decoder.threshold) == ("threshold", 0.5)
+    assert model.backbone.wte.weight.dtype == torch.bfloat16 and model.action_tokenizer.low.dtype == torch.float32
+    info = evaluate(EvalConfig(suite="tabletop", tasks="reach", n_episodes=1, n_envs=1, episode_length=5,
+                               progress=False), policy)
+    assert info["policy"]["threshold"] == 0.5 and info["per_task"][0]["metrics"]["episode_lengths"] == [5]
