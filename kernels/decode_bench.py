@@ -245,11 +245,11 @@ def render_rows(rows: list[Row], peaks: dict[str, float], floors: dict[tuple[str
     return "\n".join(out)
 
 
-def step_breakdown(model: LLaDAVLA, obs: Observation, reps: int = 200) -> dict[str, float]:
-    """Median ms per denoising step of `model` as prepared: the cached forward, `propose`, HAD's selection rule.
-
-    Decides whether the HAD selection step deserves a kernel (DESIGN: only if it matters).
-    """
+def step_breakdown(model: LLaDAVLA, obs: Observation, reps: int = 100) -> dict[str, float]:
+    """Median ms of each part of a chunk on `model` as prepared (fp32/bf16, eager/compiled):
+    the vision tower, the prefix pass, one cached denoising forward, `propose`, HAD's selection
+    rule. Says what bounds a chunk, and whether the HAD selection deserves a kernel (DESIGN:
+    only if it matters)."""
     from vla.decoders import _had_key, propose, select_lowest
 
     def med(fn) -> float:
@@ -263,12 +263,15 @@ def step_breakdown(model: LLaDAVLA, obs: Observation, reps: int = 200) -> dict[s
         return _pct(ts, 0.5)
 
     with torch.inference_mode():
+        prefix, valid = model.embed_prefix(obs)
         predictor = model.make_predictor(obs)
         bins = torch.full((1, model.cfg.action_len), -1, device=obs.text_ids.device)
         logits = predictor(bins)
         masked, count = bins == -1, torch.tensor([4], device=bins.device)
         _, conf, _ = propose(logits, 0.0, None, need_probs=False)
         return {
+            "vision_ms": med(lambda: model.vision(obs.images)),
+            "prefix_ms": med(lambda: model.encode_prefix(prefix, valid)),
             "forward_ms": med(lambda: predictor(bins)),
             "propose_ms": med(lambda: propose(logits, 0.0, None, need_probs=False)),
             "had_select_ms": med(lambda: select_lowest(_had_key(masked, conf, CHUNK, DIM), count)),
@@ -307,19 +310,43 @@ def render_targets(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def render_roofline(roof: dict, steps: dict, machine, floors: dict[tuple[str, str], float], load: float) -> str:
+PAPER_PREFIX = 27 * 27 + 32 + 1  # SigLIP so400m/14 at 384 px (27 x 27 patches) + 32 text tokens + SEP
+
+
+def paper_scale_line() -> str:
+    """The `llada8b` preset's backbone under `roofline.paper_scale_chunks`: a model, labelled as one."""
+    from vla.kernels.roofline import H200_SPEC, paper_scale_chunks
+
+    e = paper_scale_chunks(make_config("llada8b").backbone, PAPER_PREFIX, CHUNK * DIM)
+    return (f"Paper scale, a roofline model, not a measurement: the `llada8b` backbone in bf16 at batch 1 on "
+            f"{H200_SPEC['name']}, launch overhead removed, prefix {PAPER_PREFIX} tokens, vision left out. "
+            f"Prefix {e['prefix_ms']:.1f} ms ({e['prefix_bound']}-bound), 35-slot step {e['step_ms']:.2f} ms "
+            f"({e['step_bound']}-bound), AR step {e['ar_step_ms']:.2f} ms ({e['ar_step_bound']}-bound); chunk: HAD 10 steps {e['had_10_ms']:.0f} ms, HAD 5 steps "
+            f"{e['had_5_ms']:.0f} ms, AR + KV cache {e['ar_kv_ms']:.0f} ms: AR / HAD {e['ar_kv_ms'] / e['had_10_ms']:.2f}x, "
+            f"AR / HAD 5 {e['ar_kv_ms'] / e['had_5_ms']:.2f}x.")
+
+
+def render_roofline(roof: dict, steps: dict, machine, floors: dict[tuple[str, str], float], load: float,
+                    rows: list[Row] = ()) -> str:
     """docs/speed.md's roofline block: FLOPs and bytes per forward, per-step breakdown, machine rates.
 
-    roof: (size, precision) -> (params, [ForwardCost]); steps: (size, precision) -> `step_breakdown`.
+    roof: (size, precision) -> (params, [ForwardCost]); steps: (size, precision, compiled) -> `step_breakdown`.
     """
     md = ["| size | precision | params | forward | tokens | keys | MFLOP | MB moved | FLOP/byte |",
           "|---|---|---|---|---|---|---|---|---|"]
     for (size, prec), (n, costs) in roof.items():
         md += [f"| {size} | {prec} | {n / 1e6:.1f}M | {c.name} | {c.tokens} | {c.keys} | {c.flops / 1e6:.1f} | "
                f"{c.bytes / 1e6:.2f} | {c.intensity:.1f} |" for c in costs]
-    md += ["", "| size | precision | cached forward ms (eager) | propose ms | HAD selection ms |", "|---|---|---|---|---|"]
-    md += [f"| {size} | {prec} | {b['forward_ms']:.2f} | {b['propose_ms']:.3f} | {b['had_select_ms']:.3f} |"
-           for (size, prec), b in steps.items()]
+    # a HAD chunk = vision + prefix + 10 cached forwards + the rest (decoder loop, embedding, read-out)
+    had = {(r.size, r.precision, r.compiled): r.p50_ms for r in rows if (r.decoder, r.cache) == ("had", "prefix")}
+    md += ["", "| size | precision | compiled | vision ms | prefix ms | cached forward ms | propose ms | "
+           "HAD selection ms | HAD chunk p50 ms | rest of the chunk ms |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for (size, prec, comp), b in steps.items():
+        chunk = had.get((size, prec, comp), float("nan"))
+        rest = chunk - b["vision_ms"] - b["prefix_ms"] - 10 * b["forward_ms"]
+        md.append(f"| {size} | {prec} | {'yes' if comp else 'no'} | {b['vision_ms']:.2f} | {b['prefix_ms']:.2f} | "
+                  f"{b['forward_ms']:.2f} | {b['propose_ms']:.3f} | {b['had_select_ms']:.3f} | {chunk:.1f} | {rest:.1f} |")
+    md.append("\n" + paper_scale_line())
     rates = {"fp32": machine.matmul_fp32_gflops, "bf16": machine.matmul_bf16_gflops}
     shape = ", ".join(f"{s} {p} {v:.0f}" for (s, p), v in floors.items())
     md.append(f"\nMachine ({machine.threads} threads, load {load:.2f}): matmul {rates['fp32']:.0f} GFLOP/s fp32, "

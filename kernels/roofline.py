@@ -112,3 +112,46 @@ def forward_costs(model: LLaDAVLA, causal: LLaDAVLA, obs: Observation) -> list[F
         ForwardCost("step (35 slots, prefix cache)", alen, plen + alen, step, block_bytes + (plen + alen) * kv_per_key),
         ForwardCost("AR step (1 slot, KV cache)", 1, plen + 1, ar_step, block_bytes + (plen + 1) * kv_per_key),
     ]
+
+
+# Spec-sheet rates of the GPU this project's device tool lends (not measured here).
+H200_SPEC = {"name": "H200 spec sheet (4.8 TB/s HBM3e, 989 TFLOP/s dense bf16)", "bytes_per_s": 4.8e12,
+             "flops_per_s": 989e12}
+
+
+def analytic_forward(cfg, tokens: int, keys: int, weight_bytes: int = 2) -> tuple[float, float]:
+    """(FLOPs, bytes) of one backbone forward from a `BackboneConfig` alone, no model built.
+
+    FLOPs: 2 per weight per token for the block matmuls, plus QK^T and AV (4 x tokens x keys
+    x heads x head_dim per layer); the K-row LSC head is negligible. Bytes: every block
+    weight read once, plus the keys' cached K and V. Matches FlopCounterMode's count on
+    the tiny preset (tests/test_decode_speed_paths.py).
+    """
+    d, hd = cfg.d_model, cfg.head_dim
+    weights = cfg.n_layers * (2 * d * cfg.n_heads * hd + 2 * d * cfg.n_kv_heads * hd + 3 * d * cfg.mlp_hidden)
+    flops = 2 * tokens * weights + 4 * tokens * keys * cfg.n_heads * hd * cfg.n_layers
+    kv = keys * 2 * cfg.n_layers * cfg.n_kv_heads * hd * weight_bytes
+    return float(flops), float(weights * weight_bytes + kv)
+
+
+def paper_scale_chunks(cfg, prefix_len: int, slots: int = 35, rates: dict = H200_SPEC) -> dict[str, float]:
+    """Roofline model (not a measurement) of one chunk's backbone time in ms at batch 1:
+    max(FLOPs / peak, bytes / bandwidth) per forward, for the prefix pass plus HAD at 10
+    and 5 cached steps and AR with its KV cache (one slot per step). Vision is left out:
+    it costs every decoder the same. Launch overhead is taken as removed (CUDA graphs)."""
+
+    def ms(tokens: int, keys: int) -> float:
+        flops, nbytes = analytic_forward(cfg, tokens, keys)
+        return 1e3 * max(flops / rates["flops_per_s"], nbytes / rates["bytes_per_s"])
+
+    def bound(tokens: int, keys: int) -> str:
+        flops, nbytes = analytic_forward(cfg, tokens, keys)
+        return "bandwidth" if nbytes / rates["bytes_per_s"] > flops / rates["flops_per_s"] else "compute"
+
+    prefix = ms(prefix_len, prefix_len)
+    step = ms(slots, prefix_len + slots)
+    ar = sum(ms(1, prefix_len + j + 1) for j in range(slots))
+    return {"prefix_ms": prefix, "step_ms": step, "ar_step_ms": ms(1, prefix_len + 1),
+            "had_10_ms": prefix + 10 * step, "had_5_ms": prefix + 5 * step, "ar_kv_ms": prefix + ar,
+            "prefix_bound": bound(prefix_len, prefix_len), "step_bound": bound(slots, prefix_len + slots),
+            "ar_step_bound": bound(1, prefix_len + 1)}

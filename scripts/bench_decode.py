@@ -65,6 +65,8 @@ def main() -> None:
                 m, c = db.prepare(model, prec, compiled), causal and db.prepare(causal, prec, compiled)
                 modes = ("prefix",) if compiled else db.CACHE_MODES  # compiled: the modes users run
                 new = db.bench_model(label, prec, m, c, obs, iters, refs, flops, cache_modes=modes)
+                if label == size:  # where a chunk's time goes, in this setting
+                    steps[size, prec, compiled] = db.step_breakdown(m, obs[0])
                 print(db.render_rows(new, peaks, floor or None), flush=True)
                 rows.extend(new)
 
@@ -74,9 +76,8 @@ def main() -> None:
         causal.load_state_dict(model.state_dict())
         bb = model.cfg.backbone
         for prec in a.precisions:
-            eager_m, eager_c = db.prepare(model, prec, False), db.prepare(causal, prec, False)
-            roof[size, prec] = (model.num_parameters(), forward_costs(eager_m, eager_c, obs[0]))
-            steps[size, prec] = db.step_breakdown(eager_m, obs[0])
+            roof[size, prec] = (model.num_parameters(),
+                                forward_costs(db.prepare(model, prec, False), db.prepare(causal, prec, False), obs[0]))
             if a.device == "cpu":  # the floor column is a CPU roof; on CUDA it is left out
                 floor[size, prec] = step_matmul_gflops(db.CHUNK * db.DIM, bb.d_model, bb.mlp_hidden, DTYPES[prec])
         bench(size, size, model, causal, a.iters if size == "tiny" else a.small_iters)
@@ -108,7 +109,7 @@ def main() -> None:
               f"{'measured here' if a.device != 'cpu' else 'not measured (no GPU here)'}.")
     body = f"{header}\n\n{db.render_targets(rows)}\n\n{db.render_rows(rows, peaks, floor or None)}\n"
     write_section(a.benchmarks_md, "## Decoding speed", f"## Decoding speed\n\n{body}")
-    roof_md = db.render_roofline(roof, steps, machine, floor, load[0])
+    roof_md = db.render_roofline(roof, steps, machine, floor, load[0], rows)
     speed = Path(a.speed_md)
     s = speed.read_text() if speed.exists() else f"# Decoding speed\n\n{ROOF_BEGIN}\n{ROOF_END}\n"
     head, _, rest = s.partition(ROOF_BEGIN)
@@ -116,7 +117,8 @@ def main() -> None:
     out = {"command": cmd, "load_before": load, "load_after": after, "machine": asdict(machine),
            "step_matmul_gflops": {f"{s_} {p_}": v for (s_, p_), v in floor.items()}, "trained": trained,
            "roofline": {f"{s_} {p_}": [asdict(c) for c in cs] for (s_, p_), (_, cs) in roof.items()},
-           "step_breakdown": {f"{s_} {p_}": b for (s_, p_), b in steps.items()}, "rows": [asdict(r) for r in rows]}
+           "step_breakdown": {f"{s_} {p_} {'compiled' if c_ else 'eager'}": b for (s_, p_, c_), b in steps.items()},
+           "rows": [asdict(r) for r in rows]}
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(out, indent=2))
     print(db.render_targets(rows))

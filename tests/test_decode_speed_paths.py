@@ -82,6 +82,21 @@ def test_bench_tables_render_targets_and_floors():
     assert "best setting: 10.0 ms p50 (bf16, eager)" in md
 
 
+def test_roofline_block_splits_a_chunk_into_its_parts():
+    from vla.kernels.decode_bench import Row, render_roofline
+    from vla.kernels.roofline import ForwardCost, MachineRates
+
+    roof = {("tiny", "bf16"): (5e6, [ForwardCost("step", 35, 77, 2e8, 1e7)])}
+    steps = {("tiny", "bf16", True): {"vision_ms": 2.0, "prefix_ms": 3.0, "forward_ms": 1.0, "propose_ms": 0.01,
+                                      "had_select_ms": 0.05}}
+    rows = [Row("tiny", "bf16", "had", "prefix", 20.0, 25.0, 10.0, 3.5, 1.0, 2e9, compiled=True)]
+    md = render_roofline(roof, steps, MachineRates(100.0, 400.0, 20.0, 2), {("tiny", "bf16"): 250.0}, 0.5, rows)
+    assert "| tiny | bf16 | 5.0M | step | 35 | 77 | 200.0 | 10.00 | 20.0 |" in md
+    # 20 ms chunk = 2 (vision) + 3 (prefix) + 10 x 1 (forwards) + 5 (the rest)
+    assert "| tiny | bf16 | yes | 2.00 | 3.00 | 1.00 | 0.010 | 0.050 | 20.0 | 5.0 |" in md
+    assert "balance point 5 (fp32) / 20 (bf16) FLOP/byte" in md
+
+
 @pytest.mark.slow
 def test_compile_for_inference_gives_the_eager_actions(tokenizer):
     """torch.compile of vision + backbone (inductor on CPU) decodes the eager model's tokens, cached and not,
@@ -132,3 +147,23 @@ def test_bf16_weights_give_the_fp32_logits_to_bf16_precision(tokenizer):
             actions, res = cast.sample_actions(obs, DecodeConfig(name, steps=None if name == "ar" else 4))
             assert actions.dtype == torch.float32 and actions.shape == (4, ref.cfg.chunk_size, ref.cfg.action_dim)
             assert ((res.bins >= 0) & (res.bins < ref.cfg.num_bins)).all()
+
+
+def test_analytic_roofline_matches_the_counted_flops_and_bounds_the_paper_scale(tokenizer):
+    """The paper-scale estimate rests on analytic_forward: it must agree with FlopCounterMode on a real model."""
+    from vla.kernels.decode_bench import DIM, build, observations
+    from vla.kernels.decode_bench import make_tokenizer as bench_tokenizer
+    from vla.kernels.roofline import analytic_forward, forward_costs, paper_scale_chunks
+    from vla.presets import make_config
+
+    tok = bench_tokenizer()
+    model, causal = build("tiny", tok), build("tiny", tok, "causal")
+    obs = observations(tok, n=1)[0]
+    costs = {c.name.split(" ")[0]: c for c in forward_costs(model, causal, obs)}
+    step = costs["step"]
+    flops, _ = analytic_forward(model.cfg.backbone, step.tokens, step.keys)
+    assert abs(flops - step.flops) / step.flops < 0.01  # the K-row head is the only term left out
+    e = paper_scale_chunks(make_config("llada8b").backbone, prefix_len=762, slots=5 * DIM)
+    assert e["step_bound"] == e["ar_step_bound"] == "bandwidth" and e["prefix_bound"] == "compute"
+    # bandwidth-bound steps cost the same whatever their token count: the ratio follows NFE (35 vs 10 or 5)
+    assert 2.5 < e["ar_kv_ms"] / e["had_10_ms"] < 3.5 < e["ar_kv_ms"] / e["had_5_ms"] < 7.0
