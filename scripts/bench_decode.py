@@ -45,7 +45,10 @@ def main() -> None:
     p.add_argument("--json", default="outputs/bench_decode.json")
     p.add_argument("--benchmarks-md", default="BENCHMARKS.md")
     p.add_argument("--speed-md", default="docs/speed.md")
+    p.add_argument("--render-only", action="store_true", help="re-render the tables from --json, measuring nothing")
     a = p.parse_args()
+    if a.render_only:
+        return write_reports(json.loads(Path(a.json).read_text()), a.benchmarks_md, a.speed_md)
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -89,40 +92,30 @@ def main() -> None:
         trained = db.train_briefly(model, tok, a.train_seconds, use_bf16_autocast(torch.device("cpu")))
         bench("tiny (trained)", "tiny", model.to(a.device), None, a.iters)
     after = os.getloadavg()
-    cmd = "python scripts/bench_decode.py " + " ".join(sys.argv[1:])
-    dev = a.device if a.device == "cpu" else torch.cuda.get_device_name()
-    floors_txt = ", ".join(f"{s} {p} {v:.0f}" for (s, p), v in floor.items())
-    header = (f"Written by `{cmd}` on {time.strftime('%Y-%m-%d')} ({platform.machine()}, {os.cpu_count()} CPU cores, "
-              f"{machine.threads} torch threads, device {dev}, compile {a.compile}; load average "
-              f"{load[0]:.2f} before, {after[0]:.2f} after). Do not edit by hand; re-run the script. Batch 1, "
-              f"H=5 x D=7 = 35 slots, K=32; latency = whole chunk (vision + prefix + all steps). Precision = how the "
-              f"weights are stored (bf16: `LLaDAVLA.cast_for_inference`; LSC confidences stay fp32); compiled = "
-              f"`LLaDAVLA.compile_for_inference`. Agreement = fraction of tokens equal to the reference decode (the "
-              f"same decoder, fp32, eager, no cache) on 8 fixed observations. Untrained rows: confidences are "
-              f"arbitrary (near-ties everywhere, so bf16 rounding flips argmaxes, and threshold NFE means nothing); "
-              f"the trained rows are tiny after {trained['train_steps'] if trained else 0} training steps "
-              f"(masked accuracy {trained['masked_acc'] if trained else 0:.2f}) on synthetic scenes. "
-              f"Matmul peak here: {peaks['fp32']:.0f} GFLOP/s fp32, {peaks['bf16']:.0f} bf16 (2048^2); at each "
-              f"size's 35-slot step shape (35 x d_model x mlp_hidden): {floors_txt} GFLOP/s, which the `floor ms` "
-              f"column divides the chunk's FLOPs by (the matmuls alone at that rate); copy bandwidth "
-              f"{machine.copy_gbps:.1f} GB/s. CUDA path (CUDA graphs via --compile --device cuda): "
-              f"{'measured here' if a.device != 'cpu' else 'not measured (no GPU here)'}.")
-    body = f"{header}\n\n{db.render_targets(rows)}\n\n{db.render_rows(rows, peaks, floor or None)}\n"
-    write_section(a.benchmarks_md, "## Decoding speed", f"## Decoding speed\n\n{body}")
-    roof_md = db.render_roofline(roof, steps, machine, floor, load[0], rows)
-    speed = Path(a.speed_md)
-    s = speed.read_text() if speed.exists() else f"# Decoding speed\n\n{ROOF_BEGIN}\n{ROOF_END}\n"
-    head, _, rest = s.partition(ROOF_BEGIN)
-    speed.write_text(head + ROOF_BEGIN + "\n" + roof_md + "\n" + ROOF_END + rest.partition(ROOF_END)[2])
-    out = {"command": cmd, "load_before": load, "load_after": after, "machine": asdict(machine),
+    out = {"command": "python scripts/bench_decode.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d"),
+           "platform": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+           "device": a.device if a.device == "cpu" else torch.cuda.get_device_name(), "compile": a.compile,
+           "load_before": load, "load_after": after, "machine": asdict(machine),
            "step_matmul_gflops": {f"{s_} {p_}": v for (s_, p_), v in floor.items()}, "trained": trained,
+           "params": {s_: n for (s_, _), (n, _) in roof.items()},
            "roofline": {f"{s_} {p_}": [asdict(c) for c in cs] for (s_, p_), (_, cs) in roof.items()},
            "step_breakdown": {f"{s_} {p_} {'compiled' if c_ else 'eager'}": b for (s_, p_, c_), b in steps.items()},
            "rows": [asdict(r) for r in rows]}
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(out, indent=2))
-    print(db.render_targets(rows))
+    write_reports(out, a.benchmarks_md, a.speed_md)
     print(f"wrote {a.benchmarks_md}, {a.speed_md}, {a.json}")
+
+
+def write_reports(out: dict, benchmarks_md: str, speed_md: str) -> None:
+    """BENCHMARKS.md's section and docs/speed.md's roofline block, from the JSON figures alone."""
+    section, roof_md = db.render_report(out)
+    write_section(benchmarks_md, "## Decoding speed", section)
+    speed = Path(speed_md)
+    s = speed.read_text() if speed.exists() else f"# Decoding speed\n\n{ROOF_BEGIN}\n{ROOF_END}\n"
+    head, _, rest = s.partition(ROOF_BEGIN)
+    speed.write_text(head + ROOF_BEGIN + "\n" + roof_md + "\n" + ROOF_END + rest.partition(ROOF_END)[2])
+    print(section)
 
 
 if __name__ == "__main__":
