@@ -90,3 +90,41 @@ def test_codec_refuses_what_it_cannot_carry():
         unpack(b"\x92\x01")  # an array of 2 with one element
     with pytest.raises(WireError, match="exceeds the limit of 10 bytes"):
         unpack(pack({"pad": b"x" * 20}), max_bytes=10)
+
+
+def test_serve_forever_runs_inference_on_the_calling_thread():
+    """serve_forever: inference on the thread that loaded the model (one OpenMP pool), the event loop elsewhere;
+    a failing inference answers with an error frame; stop() from another thread ends it."""
+    import threading
+
+    class ThreadRecordingBackend(CountingBackend):
+        def infer(self, observation):
+            self.thread = threading.get_ident()
+            if observation["state"][0] < 0:
+                raise ValueError("negative state")
+            return super().infer(observation)
+
+    backend = ThreadRecordingBackend()
+    server = PolicyServer(backend)
+    ports, caller = [], {}
+
+    def run():
+        caller["thread"] = threading.get_ident()
+        server.serve_forever(on_ready=ports.append)
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not ports and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        with PolicyClient(f"ws://127.0.0.1:{ports[0]}", timeout_s=5) as client:
+            assert client.infer(obs(0.5)).actions[0, 0] == 1.5
+            assert backend.thread == caller["thread"] != server._thread.ident
+            with pytest.raises(Exception, match="negative state"):
+                client.infer(obs(-1.0))
+            assert client.infer(obs(0.0)).actions[0, 0] == 2.0  # still serving
+    finally:
+        server.stop()
+        t.join(timeout=10)
+    assert not t.is_alive()
