@@ -17,9 +17,9 @@ order and `queue_ms` in each reply says how long one waited. `serve_forever` run
 event loop on a background thread and inference on the calling thread, the one that
 loaded and warmed up the model: torch's OpenMP keeps a thread pool per thread that runs
 parallel work, and a second pool's spinning workers competed with the first for the
-cores (measured here: the same chunk 61 ms when one thread did everything, 96 ms when
-inference moved to a worker thread after loading). `start()` (tests, embedding) uses a
-worker thread. Frames above `max_message_bytes` get an error frame; frames above 4x that limit
+cores (on 2 cores a worker-thread inference after loading on the main thread ran
+markedly slower than the same call with one thread doing everything). `start()` (tests,
+embedding) uses a worker thread. Frames above `max_message_bytes` get an error frame; frames above 4x that limit
 are refused by websockets itself (close code 1009) before they reach memory.
 """
 
