@@ -60,7 +60,7 @@ def run_decoder_ablation(checkpoint: str, out: Path, tasks: str, n_episodes: int
     results, measured = {}, []
     for label, name, steps, threshold in DECODER_ABLATION:
         pol = (done or {}).get("policy", {})
-        if pol.get("decoder") == name and pol.get("decode_steps") == steps and name != "threshold":
+        if (pol.get("decoder"), pol.get("decode_steps"), pol.get("threshold")) == (name, steps, threshold):
             results[label] = done
             continue
         path = out / "decoders" / re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_") / "eval_info.json"

@@ -287,8 +287,7 @@ def render_targets(rows: list[Row]) -> str:
     p50 = {(r.size, r.precision, r.compiled, r.decoder, r.cache): r.p50_ms for r in rows}
     out = ["| size | precision | compiled | HAD 10 steps ms | HAD 5 steps ms | AR + KV cache ms | AR / HAD | AR / HAD 5 |",
            "|---|---|---|---|---|---|---|---|"]
-    groups = sorted({(r.size, r.precision, r.compiled) for r in rows if (r.decoder, r.cache) == ("ar", "kv")},
-                    key=lambda g: (g[0], g[1], g[2]))
+    groups = sorted({(r.size, r.precision, r.compiled) for r in rows if (r.decoder, r.cache) == ("ar", "kv")})
     for size, prec, comp in groups:
         had, had5, ar = (p50.get((size, prec, comp, d, c)) for d, c in (("had", "prefix"), ("had_5", "prefix"),
                                                                           ("ar", "kv")))
