@@ -52,6 +52,7 @@ class EpisodeResult:
     original_instruction: str | None = None
     success_original: bool | None = None
     video_path: str | None = None
+    ended_by: str = ""  # success | wrong contact: <what> | timeout | terminated
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -136,6 +137,7 @@ def build_eval_info(
             "seeds": [e.seed for e in eps],
             "instructions": [e.instruction for e in eps],
             "episode_lengths": [e.length for e in eps],
+            "ended_by": [e.ended_by for e in eps],
             "mean_episode_length": _mean([e.length for e in eps]),
             **_success_block([e.success for e in eps]),
         }

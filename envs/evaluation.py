@@ -6,9 +6,11 @@ reported and how it is written). Entry point: `evaluate(cfg, policy)`; CLI: scri
 - **Policies** share one small protocol (`EvalPolicy`): `reset(slot, seed)` when an env slot
   starts an episode and `act(obs, slots) -> (b, H, D)` action chunks for a batch of slots.
   Three implementations: a saved `llada_vla` checkpoint (`LeRobotPolicy`, batched in this
-  process), the scripted experts (`ExpertPolicy`, the upper anchor; the expert runs in the
-  env workers on privileged state) and uniform random actions (`RandomPolicy`, the lower
-  anchor, seeded per episode).
+  process), scripted controllers (`ScriptedPolicy`, run in the env workers on privileged
+  state: the expert, the upper anchor; on tabletop the language-blind anchor `blind`, the
+  ceiling of a policy that ignores the instruction, and the `sweep` cheat, see
+  `vla.envs.experts`) and uniform random actions (`RandomPolicy`, the lower anchor, seeded
+  per episode).
 - **Envs**: `n_envs` env slots in `gymnasium.vector.AsyncVectorEnv` worker processes (spawn),
   each an `EvalEnv` that can run any task of the suite. Slots pull (task, episode) pairs from
   one queue and are reset individually (`reset_mask`) as soon as their episode ends, so no
@@ -48,7 +50,7 @@ from vla.envs.collection import SUITE_DEFAULTS, task_list
 from vla.envs.eval_report import EpisodeResult, build_eval_info, latency_summary, write_outputs, write_video
 
 EVAL_SEED_BASE = 1_000_000_000  # far above the demo seeds (< 100_000 * 50 + attempts)
-POLICY_ANCHORS = ("expert", "random")
+POLICY_ANCHORS = ("expert", "blind", "random", "sweep")
 
 
 @dataclass
@@ -130,12 +132,13 @@ class EvalEnv(gym.Env):
     After its episode ends the slot idles (steps return the last observation at no cost)
     until it is reset. The end of an episode is reported as `info['episode_done']`, never
     as terminated / truncated, so the vector env's own autoreset bookkeeping (which forbids
-    stepping a finished env) never sees it and idle slots can keep being stepped. Adds `expert_action` to observations when asked (the scripted
-    expert's action for the current state, computed here on privileged state) and, with
+    stepping a finished env) never sees it and idle slots can keep being stepped. Adds
+    `scripted_action` to observations when asked (the action of the scripted controller
+    `scripted`, see `vla.envs.experts.SCRIPTED`, computed here on privileged state) and, with
     `swap_instructions`, runs the swapped goal while reporting `success_original`.
     """
 
-    def __init__(self, suite: str, tasks: list[str], env_kwargs: dict[str, Any], expert: bool = False,
+    def __init__(self, suite: str, tasks: list[str], env_kwargs: dict[str, Any], scripted: str | None = None,
                  swap_instructions: bool = False) -> None:
         from vla.envs import make_env
         from vla.envs.experts import make_expert
@@ -145,11 +148,11 @@ class EvalEnv(gym.Env):
         self._envs: dict[str, Any] = {}
         self.task = self.tasks[0]
         base = self._env(self.task)
-        self._expert = make_expert(suite) if expert else None
+        self._expert = make_expert(suite, kind=scripted) if scripted else None
         self.action_space = base.action_space
         spaces = dict(base.observation_space.spaces)
-        if expert:
-            spaces["expert_action"] = base.action_space
+        if scripted:
+            spaces["scripted_action"] = base.action_space
         self.observation_space = gym.spaces.Dict(spaces)
         self.metadata = base.metadata
         self._done, self._last_obs, self._original = True, None, None
@@ -179,13 +182,15 @@ class EvalEnv(gym.Env):
             forced = {k: v for k, v in (("family", goal.family), ("block", goal.block), ("zone", goal.zone)) if v}
             obs, _ = env.reset(seed=seed, options=forced)  # same seed -> same scene, new goal
         self._done = False
+        if hasattr(self._expert, "reset"):
+            self._expert.reset(env, seed)
         info = {"task": env.task_description,
                 "original_task": self._original.instruction if self._original else env.task_description}
         return self._observe(obs), info
 
     def _observe(self, obs: dict[str, Any]) -> dict[str, Any]:
         if self._expert is not None:
-            obs = {**obs, "expert_action": self._expert(self._env(self.task))}
+            obs = {**obs, "scripted_action": self._expert(self._env(self.task))}
         self._last_obs = obs
         return obs
 
@@ -195,7 +200,8 @@ class EvalEnv(gym.Env):
         env = self._env(self.task)
         obs, reward, terminated, truncated, info = env.step(action)
         self._done = bool(terminated or truncated)
-        out = {"success": bool(info.get("success", False)), "episode_done": self._done}
+        out = {"success": bool(info.get("success", False)), "episode_done": self._done,
+               "ended_by": _ended_by(info, terminated, truncated)}
         if self._original is not None:
             out["success_original"] = bool(env.success_for(self._original))
         return self._observe(obs), float(reward), False, False, out
@@ -205,17 +211,28 @@ class EvalEnv(gym.Env):
             env.close()
 
 
+def _ended_by(info: dict[str, Any], terminated: bool, truncated: bool) -> str:
+    """Why an episode ended ('' while it runs): success, the wrong contact, or the time limit."""
+    if not (terminated or truncated):
+        return ""
+    if info.get("success"):
+        return "success"
+    if info.get("wrong_contact"):
+        return f"wrong contact: {info['wrong_contact']}"
+    return "timeout" if truncated else "terminated"
+
+
 # --- policies ------------------------------------------------------------------------------
 
 
 class EvalPolicy(Protocol):
     """What `evaluate` rolls out. Observations are batched numpy dicts (the env's keys:
-    'pixels', 'agent_pos', optional 'expert_action') plus 'task': list of instructions."""
+    'pixels', 'agent_pos', optional 'scripted_action') plus 'task': list of instructions."""
 
     name: str
     n_action_steps: int  # actions executed from each chunk (before asking again)
     needs_images: bool  # False: the envs skip rendering (anchors)
-    needs_expert: bool  # True: the envs add 'expert_action'
+    scripted: str | None  # a scripted controller's name: the envs add its 'scripted_action'
 
     def reset(self, slot: int, seed: int) -> None:
         """Env slot `slot` starts an episode from `seed`."""
@@ -227,25 +244,33 @@ class EvalPolicy(Protocol):
         """What was evaluated, for the report."""
 
 
-class ExpertPolicy:
-    """The suite's scripted expert (upper anchor); its actions arrive with the observation."""
+class ScriptedPolicy:
+    """A scripted controller (`vla.envs.experts.SCRIPTED`); its actions arrive with the observation."""
 
-    name, n_action_steps, needs_images, needs_expert = "expert", 1, False, True
+    n_action_steps, needs_images = 1, False
+    DESCRIPTIONS = {
+        "expert": "scripted expert on privileged state (upper anchor)",
+        "blind": "scripted expert for a goal drawn without reading the instruction (language-blind ceiling)",
+        "sweep": "scripted sweep over every candidate target, instruction ignored (a cheat the rules must stop)",
+    }
+
+    def __init__(self, name: str) -> None:
+        self.name = self.scripted = name
 
     def reset(self, slot: int, seed: int) -> None:
         pass
 
     def act(self, obs: dict[str, Any], slots: list[int]) -> np.ndarray:
-        return np.asarray(obs["expert_action"], dtype=np.float32)[:, None, :]
+        return np.asarray(obs["scripted_action"], dtype=np.float32)[:, None, :]
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "description": "scripted expert on privileged state (upper anchor)"}
+        return {"name": self.name, "description": self.DESCRIPTIONS[self.name]}
 
 
 class RandomPolicy:
     """Uniform random actions in the action space (lower anchor), seeded per episode."""
 
-    name, n_action_steps, needs_images, needs_expert = "random", 1, False, False
+    name, n_action_steps, needs_images, scripted = "random", 1, False, None
 
     def __init__(self, low: np.ndarray, high: np.ndarray) -> None:
         self.low, self.high = np.asarray(low, np.float32), np.asarray(high, np.float32)
@@ -264,7 +289,7 @@ class RandomPolicy:
 class LeRobotPolicy:
     """A LeRobot policy (ours: `llada_vla`) with its pre/post processors, batched in-process."""
 
-    needs_images, needs_expert = True, False
+    needs_images, scripted = True, None
 
     def __init__(self, policy, preprocessor, postprocessor, path: str | None = None) -> None:
         self.policy, self.pre, self.post, self.path = policy.eval(), preprocessor, postprocessor, path
@@ -331,11 +356,11 @@ def set_decoder(policy, name: str | None = None, steps: int | None = None, thres
 def load_policy(spec: str, device: str | None = None, decoder: str | None = None,
                 decode_steps: int | None = None, threshold: float | None = None,
                 bf16_weights: bool = False) -> EvalPolicy:
-    """'expert', 'random', or a saved LeRobot policy directory: ours (`llada_vla`, whose decoder,
+    """A name of `POLICY_ANCHORS` ('expert', 'blind', 'random', 'sweep'), or a saved LeRobot policy directory: ours (`llada_vla`, whose decoder,
     steps and threshold may be overridden, and whose weights may be stored in bf16) or any
     LeRobot policy type (e.g. `act`, for baselines)."""
-    if spec == "expert":
-        return ExpertPolicy()
+    if spec in ScriptedPolicy.DESCRIPTIONS:
+        return ScriptedPolicy(spec)
     if spec == "random":
         return RandomPolicy(-np.ones(4), np.ones(4))  # both suites: 4-d actions in [-1, 1]
     path = Path(spec)
@@ -422,7 +447,7 @@ def make_vector_env(cfg: EvalConfig, tasks: list[TaskSpec], policy: EvalPolicy, 
     """`cfg.n_envs` EvalEnv slots; worker processes (spawn) unless `async_envs` is False."""
     env_kwargs = {"obs_type": "pixels_agent_pos" if render else "state", "camera": cfg.camera, "height": cfg.height,
                   "width": cfg.width, "episode_length": cfg.episode_length}
-    fn = partial(EvalEnv, cfg.suite, [t.name for t in tasks], env_kwargs, policy.needs_expert, cfg.swap_instructions)
+    fn = partial(EvalEnv, cfg.suite, [t.name for t in tasks], env_kwargs, policy.scripted, cfg.swap_instructions)
     use_async = cfg.n_envs > 1 if cfg.async_envs is None else cfg.async_envs
     mode = gym.vector.AutoresetMode.DISABLED
     if use_async:
@@ -439,7 +464,7 @@ def evaluate(cfg: EvalConfig, policy: EvalPolicy, anchors: tuple[str, ...] = ())
     """Roll `policy` out for `cfg.n_episodes` per task; returns eval_info (and writes
     eval_info.json, report.md, success.png and videos when `cfg.out_dir` is set).
 
-    anchors: names from `POLICY_ANCHORS` ('expert', 'random') rolled out on the same tasks
+    anchors: names from `POLICY_ANCHORS` ('expert', 'blind', 'random') rolled out on the same tasks
     and seeds; their success goes into `info['anchors']`, the report and the plot, so the
     policy's number is read between its upper and lower bound.
     """
@@ -541,6 +566,7 @@ def _rollouts(cfg: EvalConfig, policy: EvalPolicy) -> dict[str, Any]:
                 if s["frames"] is not None:
                     s["frames"].append(_frame(obs, j).copy())
                 if info.get("episode_done", none)[j]:
+                    s["ended_by"] = str(info["ended_by"][j])
                     results.append(_finish(cfg, s, videos_dir))
                     slots[j] = None
                     free.append(j)
@@ -570,4 +596,5 @@ def _finish(cfg: EvalConfig, s: dict[str, Any], videos_dir: Path | None) -> Epis
     return EpisodeResult(task=task.name, task_group=task.group, task_id=task.task_id, episode_index=s["i"],
                          seed=s["seed"], instruction=s["instruction"], success=s["ok"], sum_reward=s["sum"],
                          max_reward=s["max"], length=s["len"], original_instruction=s["original"] if swap else None,
-                         success_original=s["ok_orig"] if swap else None, video_path=video)
+                         success_original=s["ok_orig"] if swap else None, video_path=video,
+                         ended_by=s.get("ended_by", ""))

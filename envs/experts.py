@@ -11,7 +11,14 @@ This module owns the demonstrators behind every generated dataset.
 All experts share one call: `expert(env) -> action` (float32, in [-1, 1]) for the env's
 current state, with optional Gaussian action noise (`noise_std`, on the xyz entries) for
 more diverse demonstrations; noise makes the expert fail more often, and the recorder
-keeps only successful episodes by default.
+keeps only successful episodes by default. Stateful controllers also take
+`reset(env, seed)` at the start of each episode.
+
+Two scripted tabletop controllers never read the instruction, as yardsticks for learned
+policies: `BlindExpert` (the language-blind anchor in every tabletop report: the expert
+for a goal drawn from the episode seed, so its success is the ceiling of a policy that
+ignores language, ~1/3 or 1/9) and `SweepController` (visits every candidate in turn: the
+cheat that a success rule without wrong-contact failures would let through).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
-from vla.envs.tabletop import BLOCK_HALF, MAX_STEP, TabletopEnv
+from vla.envs.tabletop import BLOCK_HALF, MAX_STEP, REACH_FAMILIES, Goal, TabletopEnv, all_goals
 
 TRAVEL_Z = 0.09  # fingertip height for moving over blocks (block tops are at 0.05)
 PUSH_Z = 0.015  # fingertip height while pushing
@@ -28,6 +35,7 @@ FINGER_HALF_X = 0.012  # half thickness of the fingers in the push direction
 PRE_PUSH = BLOCK_HALF + FINGER_HALF_X + 0.03  # fingertip-to-block-center distance before a push
 PUSH_SPEED = 0.6  # fraction of MAX_STEP while in contact with a block
 CLOSED = 1.0  # gripper command: fingers closed
+LOOKAHEAD = 0.05  # push: how far ahead on the block-to-zone line the push direction aims
 
 
 class Expert(Protocol):
@@ -54,10 +62,12 @@ class TabletopExpert:
         self.noise_std = noise_std
         self._rng = np.random.default_rng(seed)
 
-    def __call__(self, env: TabletopEnv) -> np.ndarray:
-        tcp, goal = env.tcp_pos, env.goal
+    def __call__(self, env: TabletopEnv, goal: Goal | None = None) -> np.ndarray:
+        """The action toward `goal` (default: the episode's own, `env.goal`)."""
+        tcp, goal = env.tcp_pos, goal or env.goal
         if goal.family == "push":
-            xyz = self._push(tcp, env.block_pos(goal.block)[:2], env.zone_pos(goal.zone)[:2])
+            xyz = self._push(tcp, env.block_pos(goal.block)[:2], env.zone_pos(goal.zone)[:2],
+                             env.start_block_pos(goal.block)[:2])
         elif goal.family == "touch":
             xyz = self._hover_then_descend(tcp, env.block_pos(goal.block)[:2], z=0.03)
         else:
@@ -76,13 +86,20 @@ class TabletopExpert:
         return _toward(tcp, np.array([xy[0], xy[1], max(TRAVEL_Z, z)]))
 
     @staticmethod
-    def _push(tcp: np.ndarray, block: np.ndarray, zone: np.ndarray) -> np.ndarray:
-        """Push `block` (xy) onto `zone` (xy) along the straight line between them."""
-        to_zone = zone - block
-        dist = float(np.linalg.norm(to_zone))
+    def _push(tcp: np.ndarray, block: np.ndarray, zone: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """Push `block` (xy) onto `zone` (xy) along the straight line from where the block
+        started (`start`): the push direction aims at a point `LOOKAHEAD` ahead of the block's
+        projection on that line, so a block that slides sideways is steered back onto it
+        (the layout keeps that line clear of the other zones)."""
+        dist = float(np.linalg.norm(zone - block))
         if dist < 0.01:
             return np.zeros(3)
-        u = to_zone / dist
+        line = zone - start
+        length = float(np.linalg.norm(line))
+        along_line = float(np.clip((block - start) @ line / length**2, 0.0, 1.0))
+        carrot = start + line * min(1.0, along_line + LOOKAHEAD / length)
+        to_carrot = carrot - block
+        u = to_carrot / max(float(np.linalg.norm(to_carrot)), 1e-6)
         rel = tcp[:2] - block
         along = float(rel @ u)  # negative: the fingertip is behind the block
         lateral = float(np.linalg.norm(rel - along * u))
@@ -104,6 +121,51 @@ class TabletopExpert:
             # Off the line near the table: lift first, so we never sweep through blocks.
             return _toward(tcp, np.array([tcp[0], tcp[1], TRAVEL_Z]))
         return _toward(tcp, np.array([pre[0], pre[1], TRAVEL_Z]))
+
+
+class BlindExpert:
+    """Language-blind anchor: the tabletop expert for a goal of the episode's family drawn
+    from the episode seed, never from the instruction. Its success rate is what a policy that
+    ignores language can reach with perfect control: 1 / (goals per scene)."""
+
+    def __init__(self) -> None:
+        self._expert = TabletopExpert()
+        self.goal: Goal | None = None
+
+    def reset(self, env: TabletopEnv, seed: int | None) -> None:
+        goals = all_goals(env.goal.family)  # the family is the task, not the instruction
+        self.goal = goals[int(np.random.default_rng([seed or 0, 3]).integers(len(goals)))]
+
+    def __call__(self, env: TabletopEnv) -> np.ndarray:
+        if self.goal is None:
+            raise RuntimeError("BlindExpert.reset(env, seed) must start each episode")
+        return self._expert(env, self.goal)
+
+
+class SweepController:
+    """A language-blind cheat for reach and touch: visit every zone (reach) or block (touch)
+    in turn, nearest first, going down into each. Without wrong-contact failures it would
+    pass any "reached the named target" rule; with them it scores the blind ceiling."""
+
+    def __init__(self) -> None:
+        self._expert = TabletopExpert()
+        self._order: list[Goal] = []
+
+    def reset(self, env: TabletopEnv, seed: int | None) -> None:
+        family = env.goal.family
+        if family not in (*REACH_FAMILIES, "touch"):
+            raise ValueError(f"the sweep visits zones or blocks; family {family!r} has no sweep")
+        pos = env.zone_pos if family in REACH_FAMILIES else env.block_pos
+        goals = all_goals(family)
+        self._order = sorted(goals, key=lambda g: float(np.linalg.norm(pos(g.zone or g.block)[:2] - env.tcp_pos[:2])))
+
+    def __call__(self, env: TabletopEnv) -> np.ndarray:
+        target = self._order[0]
+        pos = env.zone_pos(target.zone) if target.zone else env.block_pos(target.block)
+        arrived = np.linalg.norm(env.tcp_pos[:2] - pos[:2]) < 0.01 and env.tcp_pos[2] < 0.035
+        if arrived and len(self._order) > 1:
+            self._order.pop(0)  # this one visited: on to the next (the expert lifts first)
+        return self._expert(env, self._order[0])
 
 
 class MetaWorldExpert:
@@ -130,10 +192,20 @@ class MetaWorldExpert:
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
 
-def make_expert(suite: str, noise_std: float = 0.0, seed: int | None = None) -> Expert:
-    """The scripted expert of a suite ('metaworld' or 'tabletop')."""
-    if suite == "tabletop":
-        return TabletopExpert(noise_std, seed)
-    if suite == "metaworld":
-        return MetaWorldExpert(noise_std, seed)
-    raise ValueError(f"unknown suite {suite!r}; choose from ['metaworld', 'tabletop']")
+SCRIPTED = {"expert": "the suite's expert", "blind": "tabletop: BlindExpert", "sweep": "tabletop: SweepController"}
+
+
+def make_expert(suite: str, noise_std: float = 0.0, seed: int | None = None, kind: str = "expert") -> Expert:
+    """The scripted controller `kind` (see `SCRIPTED`) of a suite ('metaworld' or 'tabletop')."""
+    if suite not in ("metaworld", "tabletop"):
+        raise ValueError(f"unknown suite {suite!r}; choose from ['metaworld', 'tabletop']")
+    if kind not in SCRIPTED:
+        raise ValueError(f"unknown scripted controller {kind!r}; choose from {list(SCRIPTED)}")
+    if kind != "expert" and suite != "tabletop":
+        raise ValueError(f"the {kind!r} controller ignores the instruction among a scene's goals; "
+                         "only the tabletop suite has several goals per scene")
+    if kind == "blind":
+        return BlindExpert()
+    if kind == "sweep":
+        return SweepController()
+    return TabletopExpert(noise_std, seed) if suite == "tabletop" else MetaWorldExpert(noise_std, seed)

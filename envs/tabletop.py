@@ -19,9 +19,15 @@ seed. Task families (see `FAMILIES`):
   of ``all``
 
 Every scene admits all goals of its family, so the *instruction*, not the image, decides
-what counts as success (``reach_fixed`` even keeps the image the same across goals): a policy that ignores language succeeds in at most ~1/3 of the
-episodes by construction (1/9 for push). In ``touch``, touching another block first ends the
-episode as a failure, so touching every block in turn does not game the check.
+what counts as success (``reach_fixed`` even keeps the image the same across goals). An
+episode ends as a failure at the first contact with an object the instruction did not name
+(`wrong_contact`): the gripper entering another zone (reach families), touching another
+block (touch), any other block coming to rest in a zone or the named block coming to rest
+in another zone (push: "at rest" as in push success; a block pushed across the edge of a
+zone on its way is not a failure, since the scripted expert's pushes drift a few cm and a
+through-crossing rule would fail it in ~7% of scenes). So visiting every candidate in turn does not game the check, and a policy that
+ignores language succeeds in at most ~1/3 of the episodes (1/9 for push): the
+language-blind anchor (`vla.envs.experts.BlindExpert`) measures that ceiling.
 
 Sizes follow shared DESIGN.md section 5 (learnable by a tiny policy on CPU): default image
 96x96 from the "front" camera, where every block and zone is at least ~10 px across
@@ -73,6 +79,7 @@ HAND_HIGH = np.array([0.25, 0.25, 0.25])
 PLACE_LIMIT = 0.17  # object centers are sampled in [-PLACE_LIMIT, PLACE_LIMIT]^2
 ZONE_SLOTS = np.array([[-0.13, 0.02], [0.0, 0.02], [0.13, 0.02]])  # SLOTTED_FAMILIES: a row of zones ...
 BLOCK_SLOTS = np.array([[-0.13, 0.15], [0.0, 0.15], [0.13, 0.15]])  # ... and the blocks behind them
+PUSH_PATH_CLEARANCE = {"zone": 0.06, "block": 0.05}  # push layouts: how far block-to-zone paths pass other objects
 MIN_SEPARATION = {  # minimum center distances between sampled objects
     ("zone", "zone"): 0.13,
     ("zone", "block"): 0.10,
@@ -123,6 +130,26 @@ def all_goals(family: str) -> list[Goal]:
     if family in REACH_FAMILIES:
         return [Goal(family, zone=z) for z in ZONE_COLORS]
     raise ValueError(f"unknown tabletop family {family!r}; choose from {list(FAMILIES)}")
+
+
+def _segment_distance(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> float:
+    """Distance from point p to the segment a-b (2-d)."""
+    ab = b - a
+    t = float(np.clip((p - a) @ ab / (ab @ ab), 0.0, 1.0))
+    return float(np.linalg.norm(a + t * ab - p))
+
+
+def _push_paths_clear(zones: list[np.ndarray], blocks: list[np.ndarray]) -> bool:
+    """Every straight block -> zone path passes the other zones' centers at least
+    `PUSH_PATH_CLEARANCE["zone"]` away and the other blocks' centers `["block"]` away."""
+    return all(
+        _segment_distance(block, zone, other) >= PUSH_PATH_CLEARANCE[kind]
+        for b, block in enumerate(blocks)
+        for z, zone in enumerate(zones)
+        for kind, others, skip in (("zone", zones, z), ("block", blocks, b))
+        for o, other in enumerate(others)
+        if o != skip
+    )
 
 
 def load_model() -> mujoco.MjModel:
@@ -199,6 +226,7 @@ class TabletopEnv(gym.Env):
         self.goal = all_goals(self.families[0])[0]
         self._steps = 0
         self._touched: str | None = None
+        self._start_blocks = {c: np.zeros(3) for c in BLOCK_COLORS}
 
     # --- scene access (also what the scripted experts read) --------------------------
 
@@ -221,6 +249,10 @@ class TabletopEnv(gym.Env):
         adr = self._block_qadr[color]
         return self.data.qpos[adr : adr + 3].copy()
 
+    def start_block_pos(self, color: str) -> np.ndarray:
+        """Where a block stood when the episode started, world xyz (a copy)."""
+        return self._start_blocks[color].copy()
+
     def zone_pos(self, color: str) -> np.ndarray:
         """Center of a zone on the table, world xyz (a copy)."""
         return self.data.mocap_pos[self._zone_mocap[color]].copy()
@@ -238,12 +270,13 @@ class TabletopEnv(gym.Env):
         super().reset(seed=seed)
         rng = self.np_random
         mujoco.mj_resetData(self.model, self.data)
-        zones, blocks = self._sample_layout(rng)
-        hand = [rng.uniform(-0.05, 0.05), rng.uniform(-0.23, -0.19), 0.12]
-        # The goal is drawn after the layout, so forcing it leaves the scene unchanged.
+        # The goal is always drawn (and then possibly forced), so forcing it within a family
+        # leaves the scene unchanged: the layout depends on the seed and the family only.
         family = self.families[int(rng.integers(len(self.families)))]
         goal_index = int(rng.integers(len(all_goals(family))))
         self.goal = self._choose_goal(family, goal_index, options or {})
+        zones, blocks = self._sample_layout(rng, clear_push_paths=self.goal.family == "push")
+        hand = [rng.uniform(-0.05, 0.05), rng.uniform(-0.23, -0.19), 0.12]
         if self.goal.family in SHUFFLED_SLOTS:  # drawn last: the other families' scenes stay as they were
             zones, blocks = list(ZONE_SLOTS[rng.permutation(3)]), list(BLOCK_SLOTS[rng.permutation(3)])
         elif self.goal.family in SLOTTED_FAMILIES:
@@ -257,6 +290,7 @@ class TabletopEnv(gym.Env):
         self.data.mocap_pos[self._hand_mocap] = hand
         self.data.ctrl[:] = 0.0
         mujoco.mj_forward(self.model, self.data)
+        self._start_blocks = {c: self.block_pos(c) for c in BLOCK_COLORS}
         self._steps = 0
         self._touched = None
         info = {"success": False, "is_success": False, "task": self.goal.instruction}
@@ -279,10 +313,18 @@ class TabletopEnv(gym.Env):
         return Goal(family, block, zone)
 
     @staticmethod
-    def _sample_layout(rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Rejection-sample 3 zone and 3 block centers with the minimum separations."""
+    def _sample_layout(
+        rng: np.random.Generator, clear_push_paths: bool = False
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Rejection-sample 3 zone and 3 block centers with the minimum separations.
+
+        clear_push_paths (push): also keep every straight block-to-zone path clear of the other
+        objects (`PUSH_PATH_CLEARANCE`), so each of the 9 goals can be pushed straight without
+        a block entering a zone the instruction did not name (which ends the episode as a
+        failure). About 6% of layouts pass; the rest are redrawn from the same generator.
+        """
         kinds = ["zone"] * len(ZONE_COLORS) + ["block"] * len(BLOCK_COLORS)
-        for _ in range(1000):
+        for _ in range(5000):
             placed: list[tuple[str, np.ndarray]] = []
             for kind in kinds:
                 for _ in range(100):
@@ -298,7 +340,8 @@ class TabletopEnv(gym.Env):
             if len(placed) == len(kinds):
                 zones = [p for k, p in placed if k == "zone"]
                 blocks = [p for k, p in placed if k == "block"]
-                return zones, blocks
+                if not clear_push_paths or _push_paths_clear(zones, blocks):
+                    return zones, blocks
         raise RuntimeError("could not place the tabletop objects; MIN_SEPARATION is too large")
 
     def step(self, action: np.ndarray) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
@@ -309,7 +352,7 @@ class TabletopEnv(gym.Env):
         start = self.data.mocap_pos[self._hand_mocap].copy()
         target = np.clip(start + action[:3] * MAX_STEP, HAND_LOW, HAND_HIGH)
         self.data.ctrl[:] = (1.0 - action[3]) / 2.0 * FINGER_MAX
-        wrong_touch = False
+        wrong: str | None = None
         for i in range(self._substeps):
             # Move the kinematic hand smoothly so contacts see no teleport.
             self.data.mocap_pos[self._hand_mocap] = start + (target - start) * (i + 1) / self._substeps
@@ -317,19 +360,45 @@ class TabletopEnv(gym.Env):
             touched = self._touched_block()
             if touched is not None and self._touched is None:
                 self._touched = touched
-            if self.goal.family == "touch" and touched not in (None, self.goal.block):
-                wrong_touch = True
+            if wrong is None and self.goal.family == "touch" and touched not in (None, self.goal.block):
+                wrong = f"touched the {touched} block"
         self._steps += 1
         success = self._success()
-        terminated = (success and self.terminate_on_success) or (wrong_touch and not success)
+        wrong = None if success else (wrong or self._wrong_zone_entry())
+        terminated = (success and self.terminate_on_success) or wrong is not None
         truncated = self._steps >= self._max_episode_steps and not terminated
         info = {
             "success": success,
             "is_success": success,
             "task": self.goal.instruction,
-            "wrong_block_touched": wrong_touch,
+            "wrong_contact": wrong,  # None, or what ended the episode as a failure
         }
         return self._observation(), float(success), bool(terminated), bool(truncated), info
+
+    def zone_entries(self) -> list[tuple[str, str]]:
+        """(object, zone color) for every object over a zone now: 'gripper' when the fingertip
+        is within a zone's disk and low enough to reach it, a block color when the block's
+        center is over the disk."""
+        tcp = self.tcp_pos
+        entries = []
+        for zone in ZONE_COLORS:
+            center = self.zone_pos(zone)[:2]
+            if np.linalg.norm(tcp[:2] - center) < ZONE_RADIUS and tcp[2] < REACH_SUCCESS_HEIGHT:
+                entries.append(("gripper", zone))
+            entries += [(b, zone) for b in BLOCK_COLORS if np.linalg.norm(self.block_pos(b)[:2] - center) < ZONE_RADIUS]
+        return entries
+
+    def _wrong_zone_entry(self) -> str | None:
+        """What entered a zone the instruction did not ask for: the gripper (reach families) or
+        a block that came to rest there (push)."""
+        goal = self.goal
+        for obj, zone in self.zone_entries():
+            if goal.family in REACH_FAMILIES and obj == "gripper" and zone != goal.zone:
+                return f"the gripper entered the {zone} zone"
+            if goal.family == "push" and obj != "gripper" and (obj != goal.block or zone != goal.zone):
+                if self.success_for(Goal("push", obj, zone)):  # at rest there, not passing through
+                    return f"the {obj} block came to rest in the {zone} zone"
+        return None
 
     def _touched_block(self) -> str | None:
         """The block a gripper geom is in contact with now (None if none)."""
