@@ -7,8 +7,13 @@ single writer (`vla.envs.recorder.DemoWriter`) in this process.
 - Workers (spawned processes, `workers` of them; 0 = roll out in this process) each keep
   one env per task and roll out the expert; episodes come back as numpy arrays.
 - Results are consumed in submission order, so a run is deterministic for given
-  arguments: attempt i of a task always uses seed `seed + 100_000 * task_id + i`, where
-  task_id is the task's position in MT50 order (Meta-World) or in `FAMILIES` (tabletop).
+  arguments: attempt i of a task always uses seed `seed + 100_000 * task_id + i // G`,
+  where task_id is the task's position in MT50 order (Meta-World) or in `FAMILIES`
+  (tabletop), with goal `i % G` of that scene forced.
+- Tabletop scenes hold several goals (G = 9 for push, 3 otherwise; `every_goal`): each scene
+  layout (seed) is recorded once per goal, with the same layout and a different instruction
+  and demonstration, so the instruction is the only thing that tells them apart. The
+  episode count per task is rounded up to whole scenes. Meta-World tasks have G = 1.
 - Only successful episodes are written unless `keep_failed`; a task is given up (with a
   warning) after `max_attempts_factor * episodes_per_task + 5` attempts.
 - Resuming: re-running with the same `out` continues from the committed progress (the
@@ -37,7 +42,7 @@ SUITE_DEFAULTS = {  # camera, height, width, episode_length, fps
     "metaworld": ("corner4", 128, 128, 500, 80),
     "tabletop": ("front", 96, 96, 100, 20),
 }
-_FORMAT_KEYS = ("suite", "camera", "height", "width", "fps", "use_videos")
+_FORMAT_KEYS = ("suite", "camera", "height", "width", "fps", "use_videos", "every_goal")
 
 
 @dataclass
@@ -57,6 +62,7 @@ class CollectConfig:
     noise_std: float = 0.0  # Gaussian noise on the expert's xyz actions (executed and recorded)
     perturb_std: float = 0.0  # DART: noise on the executed xyz actions only; the clean action is recorded
     seed: int = 0
+    every_goal: bool = True  # tabletop: each scene once per goal (False: one goal per scene, drawn from its seed)
     use_videos: bool = True  # False stores PNG images
     vcodec: str = "libsvtav1"
     keep_failed: bool = False
@@ -96,6 +102,22 @@ def task_list(suite: str, spec: str) -> list[tuple[int, str]]:
     raise ValueError(f"unknown suite {suite!r}; choose from {list(SUITE_DEFAULTS)}")
 
 
+def scene_goals(cfg: CollectConfig, task_name: str) -> list[dict[str, str] | None]:
+    """Reset options forcing each goal of a scene, in order (G entries; [None] = the seed's own goal)."""
+    if cfg.suite != "tabletop" or not cfg.every_goal:
+        return [None]
+    from vla.envs.tabletop import all_goals
+
+    return [{k: v for k, v in (("family", g.family), ("block", g.block), ("zone", g.zone)) if v}
+            for g in all_goals(task_name)]
+
+
+def episodes_target(cfg: CollectConfig, task_name: str) -> int:
+    """Episodes to record for a task: `episodes_per_task` rounded up to whole scenes."""
+    n_goals = len(scene_goals(cfg, task_name))
+    return -(-cfg.episodes_per_task // n_goals) * n_goals
+
+
 def make_suite_env(cfg: CollectConfig, task_name: str):
     """The env a worker rolls out for one task (images on, suite defaults filled in)."""
     from vla.envs import make_env
@@ -114,14 +136,15 @@ def make_suite_env(cfg: CollectConfig, task_name: str):
 _WORKER_ENVS: dict[str, Any] = {}
 
 
-def _rollout(cfg: CollectConfig, task_name: str, seed: int) -> Episode:
-    """Worker entry point: one expert episode of `task_name` from `seed`."""
+def _rollout(cfg: CollectConfig, task_name: str, seed: int, options: dict[str, str] | None) -> Episode:
+    """Worker entry point: one expert episode of `task_name` from `seed` (goal forced by `options`)."""
     from vla.envs.experts import make_expert
 
     if task_name not in _WORKER_ENVS:
         _WORKER_ENVS[task_name] = make_suite_env(cfg, task_name)
     expert = make_expert(cfg.suite, cfg.noise_std, seed=seed)
-    return run_episode(_WORKER_ENVS[task_name], expert, seed, cfg.suite, task_name, perturb_std=cfg.perturb_std)
+    return run_episode(_WORKER_ENVS[task_name], expert, seed, cfg.suite, task_name, options=options,
+                       perturb_std=cfg.perturb_std)
 
 
 class _Inline:
@@ -149,15 +172,14 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
     writer = DemoWriter(cfg.out, cfg.repo_id, cfg.fps, features, image_key, cfg.vcodec, settings)
     _check_format(writer.progress["settings"], settings, cfg.out)
 
-    target = cfg.episodes_per_task
+    target = {name: episodes_target(cfg, name) for _, name in tasks}
     written = {name: writer.progress["written"].get(name, 0) for _, name in tasks}
     attempts = {name: writer.progress["attempts"].get(name, 0) for _, name in tasks}
-    max_attempts = cfg.max_attempts_factor * target + 5
     in_flight: collections.deque[tuple[str, Future]] = collections.deque()
     inflight_count = collections.Counter()
     pool = _make_pool(cfg.workers)
     bar = tqdm(
-        total=target * len(tasks),
+        total=sum(target.values()),
         initial=sum(written.values()),
         desc=f"{cfg.suite} demos",
         disable=not cfg.progress_bar,
@@ -166,14 +188,14 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
     pending: list = []  # finished episodes not yet committed (one transaction per commit_every)
     try:
         while True:
-            _fill(pool, cfg, tasks, written, attempts, inflight_count, in_flight, max_attempts)
+            _fill(pool, cfg, tasks, target, written, attempts, inflight_count, in_flight)
             if not in_flight:
                 break
             task_name, future = in_flight.popleft()
             inflight_count[task_name] -= 1
             episode = future.result()
             writer.note_attempt(task_name)
-            if (episode.success or cfg.keep_failed) and written[task_name] < target:
+            if (episode.success or cfg.keep_failed) and written[task_name] < target[task_name]:
                 pending.append(episode)
                 written[task_name] += 1
                 bar.update(1)
@@ -186,8 +208,9 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
         bar.close()
         pool.shutdown(cancel_futures=True)
     for _, name in tasks:
-        if written[name] < target:
-            log.warning("%s: only %d of %d episodes after %d attempts", name, written[name], target, attempts[name])
+        if written[name] < target[name]:
+            log.warning("%s: only %d of %d episodes after %d attempts", name, written[name], target[name],
+                        attempts[name])
     if writer.num_episodes > 0:
         # LeRobot averages per-episode quantiles; action tokenization needs the dataset's own.
         from vla.policies.stats import recompute_quantiles
@@ -196,7 +219,7 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
     return writer.progress
 
 
-def _fill(pool, cfg, tasks, written, attempts, inflight_count, in_flight, max_attempts) -> None:
+def _fill(pool, cfg, tasks, target, written, attempts, inflight_count, in_flight) -> None:
     """Submit attempts, round-robin over tasks, until ~2 per worker are in flight."""
     capacity = max(1, 2 * cfg.workers)
     progressed = True
@@ -205,14 +228,16 @@ def _fill(pool, cfg, tasks, written, attempts, inflight_count, in_flight, max_at
         for task_id, name in tasks:
             if len(in_flight) >= capacity:
                 break
-            if written[name] + inflight_count[name] >= cfg.episodes_per_task:
+            if written[name] + inflight_count[name] >= target[name]:
                 continue
-            if attempts[name] >= max_attempts:
+            if attempts[name] >= cfg.max_attempts_factor * target[name] + 5:
                 continue
-            seed = cfg.seed + 100_000 * task_id + attempts[name]
+            goals = scene_goals(cfg, name)
+            scene, goal = divmod(attempts[name], len(goals))
+            seed = cfg.seed + 100_000 * task_id + scene
             attempts[name] += 1
             inflight_count[name] += 1
-            in_flight.append((name, pool.submit(_rollout, cfg, name, seed)))
+            in_flight.append((name, pool.submit(_rollout, cfg, name, seed, goals[goal])))
             progressed = True
 
 

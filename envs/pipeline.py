@@ -40,7 +40,7 @@ class PipelineConfig:
     preset: str = "configs/tabletop_tiny_cpu.json"
     workers: int = 2  # rollout processes for collection and evaluation
     seed: int = 0
-    anchors: tuple[str, ...] = ("expert", "random")  # rolled out on the same seeds, in the same report
+    anchors: tuple[str, ...] = ("expert", "blind", "random")  # rolled out on the same seeds, in the same report
     language_ablation: bool = False  # also evaluate with swapped instructions (eval_swap/; +~40% eval time)
     train_args: tuple[str, ...] = ()  # extra lerobot-train overrides, e.g. ("--policy.d_model=128",)
     progress: bool = True

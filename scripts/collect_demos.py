@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--perturb-std", type=float, default=0.0,
                    help="DART: noise on the executed xyz actions while the clean expert action is recorded")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--one-goal-per-scene", action="store_true",
+                   help="tabletop: record each scene with its seed's own goal only (default: once per goal)")
     p.add_argument("--png", action="store_true", help="store PNG images instead of video")
     p.add_argument("--vcodec", default="libsvtav1", help="video codec (LeRobot's default)")
     p.add_argument("--keep-failed", action="store_true", help="also write failed episodes")
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         noise_std=args.noise_std,
         perturb_std=args.perturb_std,
         seed=args.seed,
+        every_goal=not args.one_goal_per_scene,
         use_videos=not args.png,
         vcodec=args.vcodec,
         keep_failed=args.keep_failed,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from vla.envs.collection import CollectConfig, collect
 from vla.envs.experts import TabletopExpert
@@ -88,6 +89,7 @@ def test_collect_keeps_only_successes_and_resumes(tmp_path):
         height=48,
         width=48,
         noise_std=0.6,
+        every_goal=False,  # one goal per scene: attempts and seeds map one to one
         progress_bar=False,
     )
     progress = collect(cfg)
@@ -105,6 +107,34 @@ def test_collect_keeps_only_successes_and_resumes(tmp_path):
     cfg.height = 64
     with pytest.raises(ValueError, match="height"):
         collect(cfg)
+
+
+def test_each_scene_is_recorded_once_per_goal(tmp_path):
+    """Tabletop demonstrations show every scene (seed) with each of its goals: the same
+    first image under different instructions and different actions; counts round up to
+    whole scenes (push: 9 goals per scene)."""
+    out = tmp_path / "ds"
+    cfg = CollectConfig(suite="tabletop", tasks="touch,push", episodes_per_task=4, out=str(out), workers=0,
+                        height=48, width=48, use_videos=False, progress_bar=False)
+    progress = collect(cfg)
+    assert progress["written"] == {"touch": 6, "push": 9}
+    by_seed: dict[int, list[dict]] = {}
+    for e in progress["episodes"]:
+        by_seed.setdefault(e["seed"], []).append(e)
+    assert sorted(len(v) for v in by_seed.values()) == [3, 3, 9]
+    for episodes in by_seed.values():  # one scene: every goal of its family, once
+        assert len({e["instruction"] for e in episodes}) == len(episodes)
+    ds = load(out)
+    first = {}
+    for ep in range(ds.num_episodes):
+        start = ds.meta.episodes[ep]["dataset_from_index"]
+        item = ds[start]
+        first.setdefault(progress["episodes"][ep]["seed"], []).append(
+            (item["observation.images.front"], ds[start + 3]["action"]))
+    for frames in first.values():
+        for image, _ in frames[1:]:
+            assert torch.equal(image, frames[0][0])  # the same layout
+        assert len({tuple(a.round(decimals=3).tolist()) for _, a in frames}) > 1  # different demonstrations
 
 
 CRASH_POINTS = {
