@@ -4,12 +4,16 @@ This is the README's main job (`bash scripts/quickstart.sh` -> `scripts/pipeline
 measured wall time is in BENCHMARKS.md, "Quickstart wall time", by `scripts/bench_quickstart.py`).
 Each stage is the project's own entry point, so the pipeline checks them together:
 
-1. `vla.envs.collection.collect`: scripted-expert demos into a LeRobotDataset (resumable);
+1. `vla.envs.collection.collect`: scripted-expert demos into a LeRobotDataset (resumable),
+   each scene once per goal;
 2. `scripts/train.py --config configs/tabletop_tiny_cpu.json` (LeRobot's training loop,
-   atomic checkpoints, frame cache) in a subprocess;
-3. `vla.envs.evaluation.evaluate` on seeds disjoint from the demos (checked against the
-   demo dataset), with the expert and random anchors on the same seeds: eval_info.json,
-   report.md, success.png and videos; then, if asked, the language ablation (`eval_swap/`).
+   atomic checkpoints, frame cache) in a subprocess, for a wall-clock budget
+   (`train_minutes`, the learning rate annealing over it) and/or a number of steps;
+3. the grounding probe (`vla.envs.grounding`, forward passes only) and
+   `vla.envs.evaluation.evaluate` on seeds disjoint from the demos (checked against the
+   demo dataset), with the expert, language-blind and random anchors on the same seeds:
+   eval_info.json, report.md, success.png and videos; then, if asked, the language ablation
+   (`eval_swap/`).
 
 A finished stage is skipped when the pipeline is re-run with the same `out` (a crash loses
 at most the stage in progress; training resumes from its last checkpoint).
@@ -34,7 +38,8 @@ class PipelineConfig:
     tasks: str = "all"  # tabletop families: push, touch, reach, reach_slots or all
     episodes_per_task: int = 150  # demonstrations per family
     perturb_std: float = 0.0  # DART noise on the executed demo actions (clean labels recorded)
-    steps: int = 1200  # training steps (batch 32): ~17 min of the tiny preset on 2 CPU cores (AMD EPYC)
+    train_minutes: float | None = 18.0  # training budget in minutes of updates (None: `steps` alone decides)
+    steps: int | None = None  # training steps (batch `batch_size`); None: as many as the budget allows
     batch_size: int = 32
     eval_episodes: int = 20  # evaluation episodes per family
     preset: str = "configs/tabletop_tiny_cpu.json"
@@ -43,26 +48,38 @@ class PipelineConfig:
     anchors: tuple[str, ...] = ("expert", "blind", "random")  # rolled out on the same seeds, in the same report
     language_ablation: bool = False  # also evaluate with swapped instructions (eval_swap/; +~40% eval time)
     train_args: tuple[str, ...] = ()  # extra lerobot-train overrides, e.g. ("--policy.d_model=128",)
+    probe_scenes: int = 30  # grounding probe: new scenes per family (0 = skip)
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.train_minutes is None and self.steps is None:
+            raise ValueError("give training a budget: train_minutes, steps, or both")
+        if (self.train_minutes is not None and self.train_minutes <= 0) or (self.steps is not None and self.steps < 1):
+            raise ValueError(f"train_minutes={self.train_minutes} and steps={self.steps} must be positive")
 
 
 def _train(cfg: PipelineConfig, demos: Path, train_dir: Path) -> tuple[Path, bool]:
     """-> (final checkpoint, whether training ran now: False when an earlier run finished it)."""
     last = train_dir / "checkpoints" / "last" / "pretrained_model"
-    done = train_dir / "checkpoints" / f"{cfg.steps:06d}" / "pretrained_model"
-    if done.is_dir():
-        return done, False
+    marker = train_dir / "finished.json"  # written once training ended (its final step is then `last`)
+    if marker.is_file():
+        return train_dir / "checkpoints" / json.loads(marker.read_text())["checkpoint"] / "pretrained_model", False
     script = str(ROOT / "scripts" / "train.py")
-    if last.is_dir():  # resume an interrupted run
-        cmd = [sys.executable, script, f"--config_path={last / 'train_config.json'}", "--resume=true"]
+    budget = [] if cfg.train_minutes is None else [f"--max-minutes={cfg.train_minutes}"]
+    if last.is_dir():  # resume an interrupted run (a budget counts the seconds it already trained)
+        cmd = [sys.executable, script, f"--config_path={last / 'train_config.json'}", "--resume=true", *budget]
     else:
+        steps = cfg.steps or 10**7  # the budget ends it
+        every = [f"--save_freq={max(cfg.steps // 4, 1)}", f"--log_freq={max(cfg.steps // 20, 1)}"] if cfg.steps \
+            else ["--save_freq=400", "--log_freq=100"]
         cmd = [sys.executable, script, "--config", str(ROOT / cfg.preset), f"--dataset.root={demos}",
-               "--dataset.repo_id=local/vla_demos", f"--steps={cfg.steps}", f"--batch_size={cfg.batch_size}",
-               f"--save_freq={max(cfg.steps // 4, 1)}", f"--log_freq={max(cfg.steps // 20, 1)}",
-               f"--output_dir={train_dir}", f"--policy.scheduler_decay_steps={cfg.steps}", f"--seed={cfg.seed}",
-               *cfg.train_args]
+               "--dataset.repo_id=local/vla_demos", f"--steps={steps}", f"--batch_size={cfg.batch_size}",
+               *every, f"--output_dir={train_dir}", f"--seed={cfg.seed}", *budget,
+               *([f"--policy.scheduler_decay_steps={cfg.steps}"] if cfg.steps else []), *cfg.train_args]
     subprocess.run(cmd, check=True)
-    return done, True
+    final = (train_dir / "checkpoints" / "last").resolve().name
+    marker.write_text(json.dumps({"checkpoint": final}))
+    return train_dir / "checkpoints" / final / "pretrained_model", True
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict:
@@ -93,15 +110,25 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     timings_file.write_text(json.dumps(timings))
 
     t = time.time()
-    print(f"[2/3] training {cfg.preset} for {cfg.steps} steps -> {out / 'train'}", flush=True)
+    budget = " and ".join(x for x in (f"{cfg.train_minutes:g} min" if cfg.train_minutes else "",
+                                      f"{cfg.steps} steps" if cfg.steps else "") if x)
+    print(f"[2/3] training {cfg.preset} for {budget} -> {out / 'train'}", flush=True)
     checkpoint, trained = _train(cfg, demos, out / "train")
     if trained or "train_s" not in timings:
         timings["train_s"] = time.time() - t  # a resumed run counts from its restart only
     timings_file.write_text(json.dumps(timings))
 
     t = time.time()
-    print(f"[3/3] evaluating {cfg.eval_episodes} episodes per family on unseen seeds -> {out / 'eval'}", flush=True)
     policy = load_policy(str(checkpoint))
+    probe = None
+    if cfg.probe_scenes:
+        from vla.envs.grounding import ProbeConfig, probe_grounding, probe_table
+
+        probe = probe_grounding(policy, ProbeConfig(tasks=cfg.tasks, n_scenes=cfg.probe_scenes))
+        (out / "grounding_probe.json").write_text(json.dumps(probe, indent=2, default=str))
+        print(f"grounding probe ({cfg.probe_scenes} new scenes per family, every goal asked; first chunk's heading):\n"
+              + probe_table(probe), flush=True)
+    print(f"[3/3] evaluating {cfg.eval_episodes} episodes per family on unseen seeds -> {out / 'eval'}", flush=True)
     eval_cfg = EvalConfig(suite="tabletop", tasks=cfg.tasks, n_episodes=cfg.eval_episodes, n_envs=cfg.workers,
                           out_dir=str(out / "eval"), progress=cfg.progress, max_videos=4)
     check_seeds_disjoint([eval_cfg.seed_base + i for i in range(cfg.eval_episodes)], demos)
@@ -118,6 +145,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     summary = {"pc_success": overall["pc_success"], "success_ci95": overall["success_ci95"],
                "pc_success_per_task": per_task, "checkpoint": str(checkpoint),
                "report": str(out / "eval" / "report.md"),
+               "grounding_probe": None if probe is None else {"overall": probe["overall"],
+                                                              "per_task": probe["per_task"]},
                "anchors": {k: a["overall"] for k, a in info.get("anchors", {}).items()}, **timings}
     if swap is not None:
         so = swap["overall"]

@@ -44,6 +44,7 @@ class LLaDAVLAConfig(PreTrainedConfig):
     image_size: int = 96  # encoder input resolution (images are resized to it)
     vision_weights_path: str | None = None  # local timm-format weights; None = random init
     freeze_vision: bool = False
+    vision_film: bool = False  # FiLM: the instruction scales/shifts every vision block's output
     # -- backbone ------------------------------------------------------------------------
     d_model: int = 256
     n_layers: int = 4
@@ -70,11 +71,19 @@ class LLaDAVLAConfig(PreTrainedConfig):
     loss_weighting: str = "mean"  # mean (1/|M|) | inv_t (LLaDA's 1/t)
     mask_eps: float = 1e-3
     full_mask_prob: float = 0.0  # share of samples with every action slot masked (decoding's first step)
+    num_maskings: int = 1  # independent maskings of each sample's action block per prefix encoding
+    random_shift: int = 0  # image augmentation: shift by up to this many pixels (pad + random crop, DrQ); 0 = off
+    drop_constant_actions: bool = False  # no slots for action dims that are constant in the dataset
+    # Filled automatically from the dataset stats when the policy is first built (do not set by hand):
+    constant_action_dims: list = field(default_factory=list)
+    constant_action_values: list = field(default_factory=list)  # in normalized units
+    ema_decay: float | None = None  # keep an EMA of the weights (used for inference); None = off
+    anneal_over_budget: bool = True  # with a time budget (--max-minutes), the LR decay spans that budget
     # Mask (and paraphrase) each training sample from a seed of (frame index, training
     # step): the same draws whatever the batch split, process count or resume (falls back
     # to the global RNG when the batch has no `index`).
     deterministic_masking: bool = True
-    use_bf16: bool | None = None  # bf16 autocast; None = on for CUDA and AMX CPUs
+    use_bf16: bool | None = None  # bf16 autocast; None = on for CUDA and CPUs with native bf16 (AMX / AVX512-BF16)
     normalization_mapping: dict = field(
         default_factory=lambda: {
             "VISUAL": NormalizationMode.IDENTITY,
@@ -115,6 +124,12 @@ class LLaDAVLAConfig(PreTrainedConfig):
             raise ValueError(f"full_mask_prob={self.full_mask_prob} must lie in [0, 1]")
         if not 0.0 <= self.paraphrase_prob <= 1.0:
             raise ValueError(f"paraphrase_prob={self.paraphrase_prob} must lie in [0, 1]")
+        if self.num_maskings < 1 or (self.attention == "causal" and self.num_maskings != 1):
+            raise ValueError(f"num_maskings={self.num_maskings} must be >= 1 (exactly 1 with attention='causal')")
+        if self.random_shift < 0:
+            raise ValueError(f"random_shift={self.random_shift} must be >= 0 pixels (0 = off)")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay={self.ema_decay} must lie in (0, 1), e.g. 0.999, or be null (off)")
 
     # -- LeRobot interface -----------------------------------------------------------------
     @property

@@ -4,6 +4,12 @@
   for the causal AR baseline); metrics include masked-token accuracy.
 - `predict_action_chunk(batch)` -> (B, H, D) normalized actions (the postprocessor
   unnormalizes); `select_action` serves them one by one from a queue of n_action_steps.
+- `update()` (LeRobot calls it after every optimizer step): the EMA of the weights
+  (`ema_decay`), which is then the model that predicts (`inference_model`).
+
+Action dims that are constant in the dataset (`drop_constant_actions`; e.g. a gripper held
+closed) get no slots: their value is read from the dataset stats when the policy is first
+built and recorded in the config.
 
 The instruction tokenizer is part of the policy: a local HF tokenizer (`tokenizer_path`)
 or one trained on the dataset's tasks (and paraphrases) when the policy is first built,
@@ -12,12 +18,14 @@ stored as JSON in the config so `save_pretrained` / `from_pretrained` carry it.
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from collections import deque
 from pathlib import Path
 
 import torch
+from lerobot.configs.types import NormalizationMode
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
 
@@ -56,13 +64,31 @@ def build_tokenizer(config: LLaDAVLAConfig, dataset_meta=None) -> TextTokenizer:
     return tokenizer
 
 
+def constant_actions(config: LLaDAVLAConfig, dataset_stats: dict | None) -> tuple[list[int], list[float]]:
+    """Action dims whose every value in the dataset is the same (min == max), and that value
+    in the units the model sees (after the policy's action normalization)."""
+    stats = (dataset_stats or {}).get(ACTION)
+    if not stats or "min" not in stats or "max" not in stats:
+        raise ValueError("drop_constant_actions needs the dataset's action stats (min / max); "
+                         "build the policy from a dataset, or set drop_constant_actions=false")
+    low, high = (torch.as_tensor(stats[k], dtype=torch.float64).flatten() for k in ("min", "max"))
+    dims = [int(d) for d in torch.nonzero(low == high).flatten()]
+    # What LeRobot's normalizer maps a constant to (q01 == q99 / min == max / std == 0 use its
+    # epsilon guard), so that the unnormalizer gives the constant back.
+    mode = config.normalization_mapping.get("ACTION", NormalizationMode.IDENTITY)
+    normalized = {NormalizationMode.QUANTILES: -1.0, NormalizationMode.QUANTILE10: -1.0,
+                  NormalizationMode.MIN_MAX: -1.0, NormalizationMode.MEAN_STD: 0.0}
+    return dims, [normalized.get(mode, float(low[d])) for d in dims]
+
+
 def to_vla_config(config: LLaDAVLAConfig, tokenizer: TextTokenizer) -> VLAConfig:
     action_dim = config.action_feature.shape[0]
     state = config.robot_state_feature
     return VLAConfig(
         vision=VisionConfig(encoder=config.vision_encoder, image_size=config.image_size,
                             cameras=tuple(config.image_features), weights_path=config.vision_weights_path,
-                            freeze=config.freeze_vision, encoder_kwargs=dict(config.vision_kwargs)),
+                            freeze=config.freeze_vision, encoder_kwargs=dict(config.vision_kwargs),
+                            film=config.vision_film),
         backbone=BackboneConfig(d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads,
                                 n_kv_heads=config.n_kv_heads, mlp_hidden=config.mlp_hidden,
                                 vocab_size=max(tokenizer.vocab_size, config.vocab_size or 0),
@@ -72,7 +98,8 @@ def to_vla_config(config: LLaDAVLAConfig, tokenizer: TextTokenizer) -> VLAConfig
         chunk_size=config.chunk_size, action_dim=action_dim, num_bins=config.num_bins,
         state_dim=state.shape[0] if (config.use_state and state is not None) else 0,
         attention=config.attention, loss_weighting=config.loss_weighting, mask_eps=config.mask_eps,
-        full_mask_prob=config.full_mask_prob,
+        full_mask_prob=config.full_mask_prob, num_maskings=config.num_maskings, random_shift=config.random_shift,
+        constant_dims=tuple(config.constant_action_dims), constant_values=tuple(config.constant_action_values),
         max_text_len=config.max_text_len, backbone_path=config.backbone_path,
         pad_token_id=tokenizer.pad_id, sep_token_id=tokenizer.sep_id, mask_token_id=tokenizer.mask_id,
     )
@@ -86,13 +113,37 @@ class LLaDAVLAPolicy(PreTrainedPolicy):
         super().__init__(config)
         config.validate_features()
         self.tokenizer = build_tokenizer(config, dataset_meta)
+        if config.drop_constant_actions and not config.constant_action_dims:
+            config.constant_action_dims, config.constant_action_values = constant_actions(config, dataset_stats)
         self.model = LLaDAVLA(to_vla_config(config, self.tokenizer))
         self.model.backbone.gradient_checkpointing = config.gradient_checkpointing
         if config.lora_rank > 0:
             self._add_lora()
+        # EMA of the weights (inference uses it); shares the config, so decoder switches reach it
+        self.model_ema = None
+        if config.ema_decay is not None:
+            self.model_ema = copy.deepcopy(self.model).requires_grad_(False)
+            self.model_ema.cfg = self.model.cfg
         self._queue: deque[torch.Tensor] = deque()
-        # training forwards so far (saved with the weights, so a resumed run keeps counting)
+        # training forwards and seconds so far (saved with the weights, so a resumed run keeps counting)
         self.register_buffer("train_forwards", torch.zeros((), dtype=torch.long))
+        self.register_buffer("train_seconds", torch.zeros((), dtype=torch.float64))
+
+    @property
+    def inference_model(self) -> LLaDAVLA:
+        """The model that predicts actions: the EMA weights when kept, else the trained ones."""
+        return self.model if self.model_ema is None else self.model_ema
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """After each optimizer step (LeRobot's hook): move the EMA towards the weights, with
+        the usual warm-up min(decay, (1 + n) / (10 + n)) so early averages do not hold the init."""
+        if self.model_ema is None:
+            return
+        n = int(self.train_forwards)
+        decay = min(self.config.ema_decay, (1 + n) / (10 + n))
+        for ema, live in zip(self.model_ema.parameters(), self.model.parameters(), strict=True):
+            ema.lerp_(live.detach(), 1.0 - decay)
 
     def _add_lora(self) -> None:
         """LoRA on every backbone linear; only the K action rows of wte / ff_out stay trainable."""
@@ -110,7 +161,7 @@ class LLaDAVLAPolicy(PreTrainedPolicy):
 
     def get_optim_params(self):
         if self.config.lora_rank == 0:
-            return self.parameters()
+            return self.model.parameters()
         frozen_rows = {id(self.model.backbone.wte.weight), id(self.model.backbone.ff_out.weight)}
         trainable = [p for p in self.parameters() if p.requires_grad]
         return [  # no weight decay on the partly frozen embedding / head (it would move text rows)
@@ -128,9 +179,9 @@ class LLaDAVLAPolicy(PreTrainedPolicy):
         is for inference only afterwards: do not train or save it."""
         self.eval()
         if bf16_weights:
-            self.model.cast_for_inference(torch.bfloat16)
+            self.inference_model.cast_for_inference(torch.bfloat16)
         if compile:
-            self.model.compile_for_inference()
+            self.inference_model.compile_for_inference()
         return self
 
     def _autocast(self, device: torch.device):
@@ -180,7 +231,7 @@ class LLaDAVLAPolicy(PreTrainedPolicy):
         """-> (B, chunk_size, D) actions in normalized units."""
         obs = self._observation(batch)
         with self._autocast(obs.text_ids.device):
-            actions, result = self.model.sample_actions(obs, generator=kwargs.get("generator"))
+            actions, result = self.inference_model.sample_actions(obs, generator=kwargs.get("generator"))
         self.last_nfe = result.nfe  # forwards of the latest chunk (evaluation reports NFE per chunk)
         return actions.float()
 

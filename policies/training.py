@@ -12,12 +12,15 @@ Leftover `*.partial` directories from a killed run are removed when the next run
 
 `time_budget_s` bounds the training loop by wall clock instead of steps (model comparisons
 "at the same wall-clock budget"): the update that crosses the budget becomes the run's last
-step, checkpointed as LeRobot checkpoints its final step, and the run ends there.
+step, checkpointed as LeRobot checkpoints its final step, and the run ends there. The
+seconds trained travel with the checkpoints (a resumed run spends what is left), and the
+learning rate can anneal over the budget itself (`install_time_budget`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import sys
@@ -94,12 +97,25 @@ class TimeBudgetReached(Exception):
     """Raised inside lerobot-train's loop after the final (budget-crossing) step was saved."""
 
 
-_BUDGET: dict = {}  # the running time budget: seconds, cfg (captured), t0, stop
+_BUDGET: dict = {}  # the running time budget: seconds, cfg (captured), last (clock), stop
+
+
+def budget_lr(peak: float, floor: float, warmup_steps: int, step: int, progress: float) -> float:
+    """LR of a cosine schedule whose decay spans a wall-clock budget: linear warm-up over
+    `warmup_steps` updates, then peak -> floor as `progress` (seconds trained / budget) goes 0 -> 1."""
+    warm = min(1.0, (step + 1) / max(1, warmup_steps))
+    return warm * (floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress)))))
 
 
 def install_time_budget() -> None:
     """Hook lerobot-train's `make_dataset` (to see the run's config) and `update_policy` (to
-    watch the clock); inert until `_BUDGET['seconds']` is set (see `run_lerobot_train`)."""
+    watch the clock); inert until `_BUDGET['seconds']` is set (see `run_lerobot_train`).
+
+    Seconds trained accumulate in the policy's `train_seconds` buffer (an update plus the data
+    loading before the next one), which checkpoints carry, so a resumed run spends only what
+    is left of the budget. With the policy's `anneal_over_budget`, the learning rate follows
+    `budget_lr` over those seconds instead of LeRobot's step-based scheduler, so it has
+    decayed when the budget ends, however many steps this machine fits into it."""
     from lerobot.scripts import lerobot_train
 
     if getattr(lerobot_train.update_policy, "_vla_budget", False):
@@ -110,15 +126,30 @@ def install_time_budget() -> None:
         _BUDGET["cfg"] = cfg
         return make_dataset(cfg)
 
-    def timed_update(train_tracker, *args, **kwargs):
+    def timed_update(train_tracker, policy, batch, optimizer, *args, **kwargs):
         seconds = _BUDGET.get("seconds")
         if seconds is None:
-            return update_policy(train_tracker, *args, **kwargs)
+            return update_policy(train_tracker, policy, batch, optimizer, *args, **kwargs)
         if _BUDGET.get("stop"):
             raise TimeBudgetReached
-        _BUDGET.setdefault("t0", time.monotonic())  # the clock starts at the first update
-        out = update_policy(train_tracker, *args, **kwargs)
-        if time.monotonic() - _BUDGET["t0"] >= seconds:
+        inner = getattr(policy, "module", policy)  # unwrap DistributedDataParallel
+        now = time.monotonic()
+        elapsed = now - _BUDGET["last"] if "last" in _BUDGET else 0.0
+        _BUDGET["last"] = now
+        if hasattr(inner, "train_seconds"):  # ours: saved with the checkpoint
+            inner.train_seconds += elapsed
+            done = float(inner.train_seconds)
+        else:  # other policy types (e.g. ACT baselines): this run only
+            done = _BUDGET["done"] = _BUDGET.get("done", 0.0) + elapsed
+        config = getattr(inner, "config", None)
+        if getattr(config, "anneal_over_budget", False):
+            for group in optimizer.param_groups:
+                peak = group.get("initial_lr", config.optimizer_lr)
+                floor = peak * config.scheduler_decay_lr / config.optimizer_lr
+                group["lr"] = budget_lr(peak, floor, config.scheduler_warmup_steps, train_tracker.steps, done / seconds)
+            kwargs["lr_scheduler"] = None
+        out = update_policy(train_tracker, policy, batch, optimizer, *args, **kwargs)
+        if done + time.monotonic() - now >= seconds:
             _BUDGET["stop"] = True
             _BUDGET["cfg"].steps = train_tracker.steps + 1  # this step is the last: LeRobot saves it
         return out

@@ -146,6 +146,11 @@ class KVCache:
     valid: torch.Tensor  # (B, P) bool, real prefix tokens
     next_position: torch.Tensor  # (B,) RoPE position of the first token after the prefix
 
+    def repeat(self, n: int) -> KVCache:
+        """The cache of a batch repeated n times along the batch dim (copy-major: row i*B + b is b)."""
+        return KVCache([k.repeat(n, 1, 1, 1) for k in self.keys], [v.repeat(n, 1, 1, 1) for v in self.values],
+                       self.valid.repeat(n, 1), self.next_position.repeat(n))
+
 
 class Block(nn.Module):
     def __init__(self, cfg: BackboneConfig):

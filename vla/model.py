@@ -16,7 +16,7 @@ so the result does not depend on how much padding a batch carries.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 from torch import nn
@@ -35,7 +35,7 @@ from vla.decoders import MASK, DecodeConfig, DecodeResult, decode
 from vla.kernels.lsc_epilogue import LSCHidden
 from vla.loading import load_llada_backbone
 from vla.lsc import LOSS_WEIGHTINGS, causal_action_loss, lsc_logits, masked_diffusion_loss, sample_mask
-from vla.vision import VisionConfig, VisionTower
+from vla.vision import VisionConfig, VisionTower, random_shift
 
 
 @dataclass
@@ -51,6 +51,11 @@ class VLAConfig:
     loss_weighting: str = "mean"  # mean (paper notes: 1/|M|) | inv_t (LLaDA's 1/t ELBO weight)
     mask_eps: float = 1e-3  # lower bound of the masking ratio t
     full_mask_prob: float = 0.0  # share of training samples with every action slot masked (see lsc.sample_mask)
+    num_maskings: int = 1  # training: independent maskings of each sample's action block, scored against one
+    #                        prefix encoding (exact under prefix attention; the prefix is ~3/4 of the FLOPs)
+    random_shift: int = 0  # training: pad images by this many pixels and crop back at a random offset (DrQ)
+    constant_dims: tuple[int, ...] = ()  # action dims that are constant in the data: no slots, filled with ...
+    constant_values: tuple[float, ...] = ()  # ... these values (in the units the model is trained on)
     max_text_len: int = 32  # instruction tokens kept (longer ones are truncated)
     backbone_path: str | None = None  # local LLaDA / LLaDA-V checkpoint dir; overrides `backbone`
     pad_token_id: int = 0  # special ids: set from the text tokenizer, never by hand
@@ -70,16 +75,35 @@ class VLAConfig:
                 "attention='causal' predicts each slot from the one before it, so it needs "
                 "decoder name='ar' with steps=None (one slot per forward)"
             )
-        for name in ("chunk_size", "action_dim", "num_bins"):
+        for name in ("chunk_size", "action_dim", "num_bins", "num_maskings"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.attention == "causal" and self.num_maskings != 1:
+            raise ValueError("num_maskings > 1 needs a masked block; the causal AR baseline scores every slot once")
+        if self.random_shift < 0:
+            raise ValueError(f"random_shift={self.random_shift} must be >= 0 pixels (0 = off)")
+        self.constant_dims, self.constant_values = tuple(self.constant_dims), tuple(self.constant_values)
+        if len(self.constant_dims) != len(self.constant_values) or len(set(self.constant_dims)) != len(self.constant_dims):
+            raise ValueError(f"constant_dims {self.constant_dims} need one value each, got {self.constant_values}")
+        if not all(0 <= d < self.action_dim for d in self.constant_dims) or not self.token_dims:
+            raise ValueError(f"constant_dims {self.constant_dims} must be distinct dims of action_dim="
+                             f"{self.action_dim}, leaving at least one dim to predict")
         ids = (self.pad_token_id, self.sep_token_id, self.mask_token_id)
         if max(ids) >= self.backbone.vocab_size:
             raise ValueError(f"special token ids {ids} do not fit the text vocab of {self.backbone.vocab_size}")
 
     @property
+    def token_dims(self) -> tuple[int, ...]:
+        """Action dims that get slots (all but `constant_dims`), in order."""
+        return tuple(d for d in range(self.action_dim) if d not in self.constant_dims)
+
+    @property
+    def slots_per_action(self) -> int:
+        return len(self.token_dims)
+
+    @property
     def action_len(self) -> int:
-        return self.chunk_size * self.action_dim
+        return self.chunk_size * self.slots_per_action
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,9 +148,10 @@ class LLaDAVLA(nn.Module):
         self.state_proj = nn.Linear(cfg.state_dim, d) if cfg.state_dim > 0 else None
         low = action_low if action_low is not None else -torch.ones(cfg.action_dim)
         high = action_high if action_high is not None else torch.ones(cfg.action_dim)
-        self.action_tokenizer = ActionTokenizer(low, high, cfg.num_bins, offset=text_vocab)
-        if self.action_tokenizer.action_dim != cfg.action_dim:
-            raise ValueError(f"action stats have {self.action_tokenizer.action_dim} dims; config says action_dim={cfg.action_dim}")
+        if low.numel() != cfg.action_dim or high.numel() != cfg.action_dim:
+            raise ValueError(f"action stats have {low.numel()} dims; config says action_dim={cfg.action_dim}")
+        dims = list(cfg.token_dims)
+        self.action_tokenizer = ActionTokenizer(low[dims], high[dims], cfg.num_bins, offset=text_vocab)
 
     # -- sequence construction -------------------------------------------------------------
     def embed_prefix(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,7 +161,12 @@ class LLaDAVLA(nn.Module):
             raise ValueError(f"text_ids {tuple(obs.text_ids.shape)} and text_mask {tuple(obs.text_mask.shape)} differ")
         text_ids, text_mask = obs.text_ids[:, : cfg.max_text_len], obs.text_mask[:, : cfg.max_text_len].bool()
         wte = self.backbone.wte
-        img = self.vision(obs.images)  # (B, N_img, d)
+        text = wte(text_ids)  # (B, T, d)
+        instruction = None
+        if self.vision.film is not None:  # the instruction conditions the vision features (FiLM)
+            m = text_mask[..., None].to(text.dtype)
+            instruction = (text * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, d) mean token embedding
+        img = self.vision(obs.images, instruction)  # (B, N_img, d)
         parts, valid = [img.to(wte.weight.dtype)], [torch.ones(bsz, img.shape[1], dtype=torch.bool, device=img.device)]
         if self.state_proj is not None:
             if obs.state is None or obs.state.shape != (bsz, cfg.state_dim):
@@ -145,7 +175,7 @@ class LLaDAVLA(nn.Module):
             parts.append(self.state_proj(obs.state.to(wte.weight.dtype))[:, None])
             valid.append(valid[0][:, :1])
         sep = torch.full((bsz, 1), cfg.sep_token_id, dtype=torch.long, device=text_ids.device)
-        parts.append(wte(torch.cat([text_ids, sep], 1)))
+        parts.append(torch.cat([text, wte(sep)], 1))
         valid.append(torch.cat([text_mask, torch.ones_like(sep, dtype=torch.bool)], 1))
         return torch.cat(parts, 1), torch.cat(valid, 1)
 
@@ -186,23 +216,59 @@ class LLaDAVLA(nn.Module):
         """actions (B, H, D) raw -> (loss, metrics). Only action slots are masked or scored.
 
         `action_valid` (B, H) bool marks real actions; padded ones (past an episode's end)
-        are always masked and never scored. `sample_seeds` (B,) make each sample's mask a
-        function of its seed alone (see `vla.lsc.sample_mask`).
+        are always masked and never scored. `sample_seeds` (B,) make each sample's masks
+        and image shift a function of its seed alone (see `vla.lsc.sample_mask`). With
+        `num_maskings` M > 1 each sample's block is masked M times and the loss is the mean
+        of the M single-masking losses; under prefix attention the prefix is encoded once
+        and its keys/values serve all M blocks (exact: the prefix never sees the block).
         """
         cfg = self.cfg
         if actions.shape[1:] != (cfg.chunk_size, cfg.action_dim):
             raise ValueError(f"actions have shape {tuple(actions.shape)}; expected (B, {cfg.chunk_size}, {cfg.action_dim})")
-        targets = self.action_tokenizer.to_bins(actions).flatten(1)  # (B, L)
-        slot_valid = None if action_valid is None else action_valid.bool().repeat_interleave(cfg.action_dim, 1)
+        targets = self.action_tokenizer.to_bins(actions[..., list(cfg.token_dims)]).flatten(1)  # (B, L)
+        slot_valid = None if action_valid is None else action_valid.bool().repeat_interleave(cfg.slots_per_action, 1)
+        if cfg.random_shift > 0 and self.training:
+            images = {k: random_shift(v, cfg.random_shift, sample_seeds, generator) for k, v in obs.images.items()}
+            obs = replace(obs, images=images)
         prefix, valid = self.embed_prefix(obs)
         if cfg.attention == "causal":
             return causal_action_loss(self.forward_full(prefix, valid, targets), targets, slot_valid)
-        p_mask, mask = sample_mask(targets.shape[0], targets.shape[1], cfg.mask_eps, generator, targets.device,
-                                   sample_seeds, cfg.full_mask_prob)
-        hidden = mask if slot_valid is None else mask | ~slot_valid
-        logits = self.forward_full(prefix, valid, torch.where(hidden, MASK, targets))
-        scored = mask if slot_valid is None else mask & slot_valid
-        return masked_diffusion_loss(logits, targets, scored, p_mask, cfg.loss_weighting)
+        bsz, n = targets.shape[0], cfg.num_maskings
+        seeds = None if sample_seeds is None else torch.cat([sample_seeds + m * 1_000_000_007 for m in range(n)])
+        p_mask, mask = sample_mask(n * bsz, targets.shape[1], cfg.mask_eps, generator, targets.device, seeds,
+                                   cfg.full_mask_prob)  # (M*B,), (M*B, L): masking-major
+        targets_m = targets.repeat(n, 1)
+        valid_m = None if slot_valid is None else slot_valid.repeat(n, 1)
+        hidden = mask if valid_m is None else mask | ~valid_m
+        bins = torch.where(hidden, MASK, targets_m)
+        if n == 1:
+            logits = self.forward_full(prefix, valid, bins)
+        elif cfg.attention == "prefix":
+            cache, h_sep = self.encode_prefix(prefix, valid)
+            logits = self._readout(self._cached_head_input(cache.repeat(n), h_sep.repeat(n, 1), bins), fused=False)
+        else:  # full attention: the prefix sees the block, so each masking needs its own pass
+            logits = self.forward_full(prefix.repeat(n, 1, 1), valid.repeat(n, 1), bins)
+        scored = mask if valid_m is None else mask & valid_m
+        losses = [masked_diffusion_loss(logits[i], targets_m[i], scored[i], p_mask[i], cfg.loss_weighting)
+                  for i in torch.arange(n * bsz, device=targets.device).view(n, bsz)]
+        loss = torch.stack([loss for loss, _ in losses]).mean()
+        metrics = {k: torch.stack([m[k] for _, m in losses]).mean() for k in losses[0][1]}
+        return loss, metrics
+
+    def _block_layout(self, valid: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Mask (B, 1, L, P+L) or None (all allowed) and RoPE positions (B, L) of the action
+        block run against a cached prefix with validity `valid` (B, P)."""
+        plen, alen = valid.shape[1], self.cfg.action_len
+        mask = none_if_full(make_attn_mask(valid, alen, self.cfg.attention)[:, :, plen:])
+        positions = valid.long().sum(1, keepdim=True) + torch.arange(alen, device=valid.device)
+        return mask, positions
+
+    def _cached_head_input(self, cache: KVCache, h_sep: torch.Tensor, bins: torch.Tensor,
+                           layout: tuple[torch.Tensor | None, torch.Tensor] | None = None) -> torch.Tensor:
+        """Head input (B, L, d) of the action block `bins` run against a cached prefix."""
+        mask, positions = layout or self._block_layout(cache.valid)
+        hidden, _ = self.backbone(self.embed_actions(bins), positions, mask, past=cache)
+        return self._head_input(hidden, h_sep)
 
     def encode_prefix(self, prefix: torch.Tensor, valid: torch.Tensor) -> tuple[KVCache, torch.Tensor]:
         """Run the prefix once -> (its keys/values, hidden of SEP (B, d)). Exact in prefix/causal mode."""
@@ -235,13 +301,10 @@ class LLaDAVLA(nn.Module):
         if self.cfg.attention == "causal" and dec.name == "ar" and dec.steps in (None, alen) and dec.remask is None:
             return self._incremental_ar_predictor(prefix, valid, fused)
         cache, h_sep = self.encode_prefix(prefix, valid)
-        plen = prefix.shape[1]
-        mask = none_if_full(make_attn_mask(valid, alen, self.cfg.attention)[:, :, plen:])  # (B, 1, L, P+L)
-        positions = cache.next_position[:, None] + torch.arange(alen, device=valid.device)
+        layout = self._block_layout(valid)  # the same for every step
 
         def predictor(bins: torch.Tensor):
-            hidden, _ = self.backbone(self.embed_actions(bins), positions, mask, past=cache)
-            return self._readout(self._head_input(hidden, h_sep), fused)
+            return self._readout(self._cached_head_input(cache, h_sep, bins, layout), fused)
 
         return predictor
 
@@ -305,8 +368,14 @@ class LLaDAVLA(nn.Module):
         cfg = self.cfg
         dec = decoder or cfg.decoder
         result: DecodeResult = decode(self.make_predictor(obs, use_cache, dec, fused_lsc), obs.batch_size,
-                                      cfg.chunk_size, cfg.action_dim, dec, generator, obs.text_ids.device)
-        actions = self.action_tokenizer.from_bins(result.bins.view(-1, cfg.chunk_size, cfg.action_dim))
+                                      cfg.chunk_size, cfg.slots_per_action, dec, generator, obs.text_ids.device)
+        predicted = self.action_tokenizer.from_bins(result.bins.view(-1, cfg.chunk_size, cfg.slots_per_action))
+        if not cfg.constant_dims:
+            return predicted, result
+        actions = predicted.new_empty(predicted.shape[0], cfg.chunk_size, cfg.action_dim)
+        actions[..., list(cfg.token_dims)] = predicted
+        actions[..., list(cfg.constant_dims)] = torch.tensor(cfg.constant_values, dtype=actions.dtype,
+                                                             device=actions.device)
         return actions, result
 
     def cast_for_inference(self, dtype: torch.dtype = torch.bfloat16) -> LLaDAVLA:

@@ -11,6 +11,13 @@ from a hub). Weights come from a local file in timm's format (a state_dict saved
 path, exactly as a user with downloaded weights would. ViTs give patch tokens (prefix
 tokens such as CLS are dropped, as LLaVA does); CNNs give their final feature map
 flattened to tokens, plus a learned position embedding per cell (ViTs carry their own).
+
+Language can reach the vision features (`film`): FiLM (Perez et al. 2018; as RT-1 and
+BAKU condition their encoders) scales and shifts the output of every encoder block
+(ViT blocks, or ResNet / ConvNeXt stages) by (1 + gamma, beta) computed from an instruction
+vector, so the encoder can look for "the red block" before the backbone ever sees a
+token. The FiLM layers start at zero: an untrained FiLM tower equals the plain one.
+Training-time augmentation: `random_shift` (DrQ, Kostrikov et al. 2020).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ class VisionConfig:
     weights_path: str | None = None  # local timm-format weights file (None: random init)
     freeze: bool = False  # freeze the encoder (projector stays trainable)
     encoder_kwargs: dict = field(default_factory=dict)  # extra timm kwargs, e.g. {"depth": 6}
+    film: bool = False  # condition every encoder block on the instruction (FiLM)
 
     def __post_init__(self):
         self.cameras = tuple(self.cameras)
@@ -67,6 +75,67 @@ def build_timm_encoder(cfg: VisionConfig) -> nn.Module:
     return timm.create_model(cfg.encoder, pretrained=False, num_classes=0, **kwargs)
 
 
+def random_shift(images: torch.Tensor, pad: int, seeds: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """DrQ augmentation: pad (B, 3, H, W) images by `pad` pixels (edge replicated) and crop
+    each back to H x W at a random offset, i.e. shift it by up to +-pad pixels. With `seeds`
+    (B,) sample b's offset depends on seeds[b] only (as its masks do)."""
+    bsz, _, h, w = images.shape
+    if seeds is not None:
+        offsets = torch.stack([torch.randint(0, 2 * pad + 1, (2,), generator=torch.Generator().manual_seed(
+            (int(s) * 2_654_435_761 + 97) % (2**63))) for s in seeds.tolist()])
+    else:
+        offsets = torch.randint(0, 2 * pad + 1, (bsz, 2), generator=generator)
+    padded = nn.functional.pad(images, (pad, pad, pad, pad), mode="replicate")
+    return torch.stack([padded[b, :, y : y + h, x : x + w] for b, (y, x) in enumerate(offsets.tolist())])
+
+
+def _encoder_stages(encoder: nn.Module) -> list[nn.Module]:
+    """The blocks whose outputs FiLM modulates: ViT `blocks`, ResNet `layer1..4`, or `stages`."""
+    if isinstance(getattr(encoder, "blocks", None), nn.Sequential):
+        return list(encoder.blocks)
+    layers = [getattr(encoder, f"layer{i}") for i in range(1, 5) if hasattr(encoder, f"layer{i}")]
+    if layers:
+        return layers
+    if isinstance(getattr(encoder, "stages", None), nn.Sequential):
+        return list(encoder.stages)
+    raise ValueError(f"film=True needs an encoder with `blocks`, `layer1..4` or `stages`; "
+                     f"{type(encoder).__name__} has none (set vision film=false)")
+
+
+class FiLM(nn.Module):
+    """Per-block (1 + gamma, beta) from an instruction vector, applied by forward hooks."""
+
+    def __init__(self, stages: list[nn.Module], channels: list[int], cond_dim: int):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(cond_dim, cond_dim), nn.SiLU())
+        self.heads = nn.ModuleList(nn.Linear(cond_dim, 2 * c) for c in channels)
+        for head in self.heads:  # identity at init
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        self._params: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        for i, stage in enumerate(stages):
+            stage.register_forward_hook(lambda _m, _in, out, i=i: self._modulate(i, out))
+
+    def set_condition(self, cond: torch.Tensor | None) -> None:
+        """cond (B', d) for the next encoder call (B' = the encoder's batch), or None."""
+        if cond is None:
+            self._params = None
+            return
+        h = self.trunk(cond)
+        self._params = [head(h).chunk(2, -1) for head in self.heads]
+
+    def _modulate(self, i: int, out: torch.Tensor) -> torch.Tensor | None:
+        if self._params is None:
+            return None
+        gamma, beta = self._params[i]  # (B', C)
+        if out.ndim == 4:  # CNN stage (B', C, h, w)
+            gamma, beta = gamma[:, :, None, None], beta[:, :, None, None]
+        else:  # ViT block (B', N, C)
+            gamma, beta = gamma[:, None], beta[:, None]
+        return out * (1 + gamma.to(out.dtype)) + beta.to(out.dtype)
+
+
 class Projector(nn.Module):
     """LLaVA's mlp2x_gelu: Linear(C_vis, d) -> GELU -> Linear(d, d)."""
 
@@ -102,6 +171,17 @@ class VisionTower(nn.Module):
         self.pos_embed = None
         if not hasattr(self.encoder, "pos_embed"):
             self.pos_embed = nn.Parameter(torch.randn(self.tokens_per_camera, d_model) * 0.02)
+        self.film = None
+        if cfg.film:
+            stages = _encoder_stages(self.encoder)
+            shapes = []
+            hooks = [m.register_forward_hook(lambda _m, _in, out: shapes.append(out.shape)) for m in stages]
+            with torch.no_grad():
+                self._features(torch.zeros(1, 3, cfg.image_size, cfg.image_size))
+            for hook in hooks:
+                hook.remove()
+            channels = [shape[1] if len(shape) == 4 else shape[-1] for shape in shapes]
+            self.film = FiLM(stages, channels, d_model)
         if cfg.freeze:
             self.encoder.requires_grad_(False)
 
@@ -125,8 +205,8 @@ class VisionTower(nn.Module):
             return f.flatten(2).transpose(1, 2)
         return f[:, self.num_prefix :]
 
-    def forward(self, images: dict[str, torch.Tensor]) -> torch.Tensor:
-        """{cam: (B, 3, H, W) float [0, 1]} -> (B, n_cam * N_img, d)."""
+    def forward(self, images: dict[str, torch.Tensor], instruction: torch.Tensor | None = None) -> torch.Tensor:
+        """{cam: (B, 3, H, W) float [0, 1]}, instruction vector (B, d) for FiLM -> (B, n_cam * N_img, d)."""
         missing = [c for c in self.cfg.cameras if c not in images]
         if missing:
             raise KeyError(f"images lack cameras {missing}; got {sorted(images)}, expected {list(self.cfg.cameras)}")
@@ -145,7 +225,15 @@ class VisionTower(nn.Module):
         n_cam, bsz = len(batch), batch[0].shape[0]
         x = (torch.cat(batch, 0) - self.pixel_mean) / self.pixel_std  # (n_cam*B, 3, S, S)
         x = x.to(self.projector.fc1.weight.dtype)  # bf16 after LLaDAVLA.cast_for_inference
-        tokens = self.projector(self._features(x))  # (n_cam*B, N_img, d)
+        if self.film is not None:
+            if instruction is None:
+                raise ValueError("this vision tower is conditioned on the instruction (film=True); pass it")
+            self.film.set_condition(instruction.to(x.dtype).repeat(n_cam, 1))
+        try:
+            tokens = self.projector(self._features(x))  # (n_cam*B, N_img, d)
+        finally:
+            if self.film is not None:
+                self.film.set_condition(None)
         if self.pos_embed is not None:
             tokens = tokens + self.pos_embed
         tokens = tokens.view(n_cam, bsz, -1, tokens.shape[-1]) + self.camera_embed[:, None, None, :]

@@ -1,0 +1,152 @@
+"""The training-recipe levers each do what they claim (docs/training.md, "Recipe")."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from lerobot.configs.types import FeatureType, PolicyFeature
+
+from vla.lsc import masked_diffusion_loss, sample_mask
+from vla.model import MASK, LLaDAVLA
+from vla.vision import random_shift
+
+from .conftest import small_config
+from .test_model import make_obs
+
+
+def test_random_shift_moves_pixels_by_at_most_pad_and_is_seeded_per_sample():
+    images = torch.rand(6, 3, 16, 16)
+    seeds = torch.arange(6)
+    shifted = random_shift(images, 3, seeds)
+    assert shifted.shape == images.shape and not torch.equal(shifted, images)
+    assert torch.equal(random_shift(images, 3, seeds), shifted)  # a sample's shift depends on its seed
+    assert torch.equal(random_shift(images[2:4], 3, seeds[2:4]), shifted[2:4])  # ... not on its batch
+    for b in range(6):  # each output is the input moved by one (dy, dx) with |dy|, |dx| <= 3
+        found = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)
+                 if torch.equal(shifted[b, :, 3:-3, 3:-3], images[b, :, 3 - dy:13 - dy, 3 - dx:13 - dx])]
+        assert found, b
+    assert torch.equal(random_shift(images, 0, seeds), images)
+
+
+def test_the_multi_masking_loss_is_the_mean_of_single_masking_losses_on_the_same_masks(tokenizer):
+    """num_maskings=M scores M maskings of each block against one prefix encoding; the loss
+    equals the mean of M ordinary (one-masking) losses, each with its masks given explicitly."""
+    torch.manual_seed(0)
+    model = LLaDAVLA(small_config(tokenizer, num_maskings=3))
+    obs = make_obs(tokenizer)
+    actions = torch.rand(3, 3, 4) * 2 - 1
+    seeds = torch.tensor([5, 6, 7])
+    loss, metrics = model.compute_loss(obs, actions, sample_seeds=seeds)
+    targets = model.action_tokenizer.to_bins(actions).flatten(1)
+    prefix, valid = model.embed_prefix(obs)
+    singles = []
+    for m in range(3):
+        p_mask, mask = sample_mask(3, targets.shape[1], model.cfg.mask_eps, seeds=seeds + m * 1_000_000_007)
+        logits = model.forward_full(prefix, valid, torch.where(mask, MASK, targets))  # no cache, full pass
+        singles.append(masked_diffusion_loss(logits, targets, mask, p_mask)[0])
+    assert loss.item() == pytest.approx(torch.stack(singles).mean().item(), rel=1e-5, abs=1e-6)
+    one = LLaDAVLA(small_config(tokenizer))
+    one.load_state_dict(model.state_dict())
+    first, _ = one.compute_loss(obs, actions, sample_seeds=seeds)  # M=1 is the first of those maskings
+    assert first.item() == pytest.approx(singles[0].item(), rel=1e-5)
+    loss.backward()
+    assert model.vision.projector.fc1.weight.grad.abs().sum() > 0
+
+
+def test_film_starts_as_identity_and_then_makes_vision_read_the_instruction(tokenizer):
+    torch.manual_seed(0)
+    plain = LLaDAVLA(small_config(tokenizer))
+    film = LLaDAVLA(small_config(tokenizer, vision={"film": True}))
+    film.load_state_dict(plain.state_dict(), strict=False)
+    obs = make_obs(tokenizer, bsz=2)
+    obs.images["front"][1] = obs.images["front"][0]  # one image, two instructions
+    assert torch.allclose(film.embed_prefix(obs)[0], plain.embed_prefix(obs)[0], atol=1e-6)
+    with torch.no_grad():
+        for head in film.vision.film.heads:
+            head.weight.normal_(0, 0.1)
+    n_img = film.vision.num_tokens
+    img = film.embed_prefix(obs)[0][:, :n_img]
+    assert not torch.allclose(img[0], img[1], atol=1e-4)  # same pixels, different instruction
+    plain_img = plain.embed_prefix(obs)[0][:, :n_img]
+    assert torch.allclose(plain_img[0], plain_img[1], atol=1e-6)  # without FiLM vision never reads it
+
+
+def test_constant_action_dims_get_no_slots_and_come_back_as_their_value(tokenizer):
+    model = LLaDAVLA(small_config(tokenizer, constant_dims=(3,), constant_values=(-1.0,))).eval()
+    assert model.cfg.action_len == 3 * 3  # H=3 actions x 3 predicted dims (of 4)
+    obs = make_obs(tokenizer)
+    actions, result = model.sample_actions(obs)
+    assert actions.shape == (3, 3, 4) and result.bins.shape == (3, 9)
+    assert torch.all(actions[..., 3] == -1.0)
+    loss, _ = model.compute_loss(obs, torch.rand(3, 3, 4) * 2 - 1)
+    assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match="constant_dims"):
+        small_config(tokenizer, constant_dims=(0, 1, 2, 3), constant_values=(0.0,) * 4)
+
+
+def _policy(**overrides):
+    from vla.envs.tabletop import FAMILIES, all_goals
+    from vla.policies import LLaDAVLAConfig
+    from vla.policies.modeling_llada_vla import LLaDAVLAPolicy
+    from vla.text_tokenizer import TextTokenizer
+
+    cfg = LLaDAVLAConfig(device="cpu", push_to_hub=False, image_size=32, vision_kwargs={"depth": 1}, d_model=64,
+                         n_layers=2, n_heads=4, mlp_hidden=128, use_bf16=False, chunk_size=3, n_action_steps=3,
+                         decode_steps=3, **overrides)
+    cfg.input_features = {"observation.images.front": PolicyFeature(FeatureType.VISUAL, (3, 32, 32))}
+    cfg.output_features = {"action": PolicyFeature(FeatureType.ACTION, (4,))}
+    cfg.tokenizer_json = TextTokenizer.train([g.instruction for f in FAMILIES for g in all_goals(f)], 128).to_json()
+    stats = {"action": {"q01": np.array([-1, -1, -1, 1.0]), "q99": np.array([1, 1, 1, 1.0]),
+                        "min": np.array([-1, -1, -1, 1.0]), "max": np.array([1, 1, 1, 1.0])}}
+    return LLaDAVLAPolicy(cfg, dataset_stats=stats)
+
+
+def test_the_policy_reads_constant_dims_from_the_dataset_stats_and_keeps_them_in_its_config():
+    policy = _policy(drop_constant_actions=True)
+    assert policy.config.constant_action_dims == [3] and policy.config.constant_action_values == [-1.0]
+    assert policy.model.cfg.action_len == 3 * 3
+    assert _policy().model.cfg.action_len == 3 * 4  # off: every dim has slots
+
+
+def test_ema_follows_the_weights_and_predicts():
+    policy = _policy(ema_decay=0.9)
+    before = [p.detach().clone() for p in policy.model_ema.parameters()]
+    with torch.no_grad():
+        for p in policy.model.parameters():
+            p.add_(1.0)
+    policy.train_forwards.fill_(1000)  # past the warm-up: decay 0.9
+    policy.update()
+    for ema, old in zip(policy.model_ema.parameters(), before, strict=True):
+        assert torch.allclose(ema, old + 0.1, atol=1e-5)
+    assert policy.inference_model is policy.model_ema
+    assert {id(p) for p in policy.get_optim_params()}.isdisjoint({id(p) for p in policy.model_ema.parameters()})
+    batch = {"observation.images.front": torch.rand(2, 3, 32, 32), "task": ["touch the red block"] * 2}
+    with torch.no_grad():
+        for p in policy.model.parameters():
+            p.mul_(0.0)  # wreck the live weights: predictions must not change
+    a = policy.predict_action_chunk(batch)
+    policy.model_ema.load_state_dict(policy.model.state_dict())
+    assert not torch.equal(a, policy.predict_action_chunk(batch))
+
+
+def test_the_budget_schedule_warms_up_then_anneals_to_its_floor_when_the_budget_ends():
+    from vla.policies.training import budget_lr
+
+    assert budget_lr(1e-3, 1e-4, 10, 0, 0.0) == pytest.approx(1e-4)  # warm-up step 1 of 10
+    assert budget_lr(1e-3, 1e-4, 10, 50, 0.0) == pytest.approx(1e-3)
+    assert budget_lr(1e-3, 1e-4, 10, 50, 0.5) == pytest.approx(1e-4 + 0.9e-3 * 0.5 * (1 + math.cos(math.pi / 2)))
+    assert budget_lr(1e-3, 1e-4, 10, 50, 1.0) == pytest.approx(1e-4)
+    assert budget_lr(1e-3, 1e-4, 10, 50, 3.0) == pytest.approx(1e-4)  # past the budget: the floor
+
+
+def test_bf16_autocast_only_where_the_cpu_multiplies_bf16(monkeypatch):
+    from vla import device
+
+    assert not device.native_bf16("flags : fpu sse2 fma avx2 avx512f")  # AVX2 / AVX-512 without bf16
+    assert device.native_bf16("flags : fpu avx2 avx512f avx512_bf16")  # AMD Zen 4
+    assert device.native_bf16("flags : fpu avx512f amx_bf16 amx_tile")  # Intel AMX
+    for native in (False, True):
+        monkeypatch.setattr(device, "cpu_has_native_bf16", lambda n=native: n)
+        assert device.use_bf16_autocast(torch.device("cpu")) is native
+        assert device.use_bf16_autocast(torch.device("cpu"), requested=not native) is (not native)
