@@ -10,8 +10,10 @@ Modules (one concept each):
 - `rollout`          expert episodes as plain arrays (what the recorder writes)
 - `recorder`         crash-safe LeRobotDataset v3 writing (one transaction per episode)
 - `collection`       parallel, resumable demo collection (scripts/collect_demos.py)
+- `evaluation`       closed-loop evaluation: vectorized rollouts, anchors, language ablation
+- `eval_report`      what an evaluation reports: eval_info.json, report.md, plot, videos
 - `lerobot_configs`  LeRobot EnvConfig plugins (`--env.discover_packages_path=vla.envs`)
-- `benchmark`        the numbers behind BENCHMARKS.md's Simulation section
+- `robot_sim`        a simulated robot for the controller (deployment in simulation)
 
 Importing this package is cheap and torch-free: it sets MUJOCO_GL=egl (unless set) before
 anything imports mujoco, and registers the gymnasium ids below (lazy entry points).

@@ -320,37 +320,12 @@ class LeRobotPolicy:
         c = self.policy.config
         info = {"name": self.name, "path": self.path, "chunk_size": c.chunk_size, "n_action_steps": self.n_action_steps,
                 "description": f"{self.name} from {self.path} (chunk {c.chunk_size})"}
-        if self.name == "llada_vla":
-            model_cfg = self.policy.model.cfg
-            dec = model_cfg.decoder
-            info.update(decoder=dec.name, decode_steps=dec.steps, action_slots=model_cfg.action_len,
-                        **({"threshold": dec.threshold} if dec.name == "threshold" else {}),
-                        mean_nfe_per_chunk=float(np.mean(self.nfe)) if self.nfe else None,
-                        description=f"{self.name} from {self.path} (decoder {dec.name}, {dec.steps} steps, "
-                                    f"chunk {c.chunk_size})")
+        if hasattr(self.policy, "decoding"):  # ours: which decoder, how many steps and slots
+            dec = self.policy.decoding()
+            info.update(**dec, mean_nfe_per_chunk=float(np.mean(self.nfe)) if self.nfe else None,
+                        description=f"{self.name} from {self.path} (decoder {dec['decoder']}, "
+                                    f"{dec['decode_steps']} steps, chunk {c.chunk_size})")
         return info
-
-
-def set_decoder(policy, name: str | None = None, steps: int | None = None, threshold: float | None = None) -> None:
-    """Switch a loaded llada_vla policy's decoder (and/or its step count, and the `threshold`
-    decoder's confidence threshold) in place, so decoders can be compared on one checkpoint.
-    `ar` without `steps` decodes one slot per forward."""
-    import dataclasses
-
-    from vla.decoders import DecodeConfig
-
-    cur = policy.model.cfg.decoder
-    if name is None and steps is None and threshold is None:
-        return
-    name = name or cur.name
-    if policy.config.attention == "causal" and name != "ar":
-        raise ValueError(f"this checkpoint is the causal AR baseline; only decoder 'ar' applies, not {name!r}")
-    new_steps = steps if steps is not None else (None if name == "ar" else cur.steps)
-    new_threshold = cur.threshold if threshold is None else threshold
-    policy.model.cfg.decoder = DecodeConfig(**{**dataclasses.asdict(cur), "name": name, "steps": new_steps,
-                                               "threshold": new_threshold})
-    policy.config.decoder, policy.config.decode_steps = name, new_steps
-    policy.config.threshold = new_threshold
 
 
 def load_policy(spec: str, device: str | None = None, decoder: str | None = None,
@@ -379,7 +354,7 @@ def load_policy(spec: str, device: str | None = None, decoder: str | None = None
         raise ValueError(f"{path}/config.json names policy type {kind!r}, which LeRobot does not know: {exc}") from None
     policy = policy_class.from_pretrained(str(path), **kwargs)
     if kind == "llada_vla":
-        set_decoder(policy, decoder, decode_steps, threshold)
+        policy.set_decoder(decoder, decode_steps, threshold)
         policy.prepare_for_inference(bf16_weights=bf16_weights)
     elif decoder is not None or decode_steps is not None or threshold is not None or bf16_weights:
         raise ValueError(f"--decoder / --decode-steps / --threshold / --bf16-weights apply to llada_vla checkpoints; "

@@ -19,6 +19,7 @@ stored as JSON in the config so `save_pretrained` / `from_pretrained` carry it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import random
 from collections import deque
@@ -183,6 +184,27 @@ class LLaDAVLAPolicy(PreTrainedPolicy):
         if compile:
             self.inference_model.compile_for_inference()
         return self
+
+    def set_decoder(self, name: str | None = None, steps: int | None = None, threshold: float | None = None) -> None:
+        """Switch the decoder (and/or its step count, and the `threshold` decoder's confidence
+        threshold) in place, so decoders can be compared on one checkpoint. `ar` without
+        `steps` decodes one slot per forward."""
+        cur = self.model.cfg.decoder
+        if name is None and steps is None and threshold is None:
+            return
+        name = name or cur.name
+        if self.config.attention == "causal" and name != "ar":
+            raise ValueError(f"this checkpoint is the causal AR baseline; only decoder 'ar' applies, not {name!r}")
+        new_steps = steps if steps is not None else (None if name == "ar" else cur.steps)
+        new_threshold = cur.threshold if threshold is None else threshold
+        self.model.cfg.decoder = dataclasses.replace(cur, name=name, steps=new_steps, threshold=new_threshold)
+        self.config.decoder, self.config.decode_steps, self.config.threshold = name, new_steps, new_threshold
+
+    def decoding(self) -> dict:
+        """What decodes a chunk, for reports: decoder, steps, action slots (and threshold)."""
+        dec = self.model.cfg.decoder
+        return {"decoder": dec.name, "decode_steps": dec.steps, "action_slots": self.model.cfg.action_len,
+                **({"threshold": dec.threshold} if dec.name == "threshold" else {})}
 
     def _autocast(self, device: torch.device):
         enabled = use_bf16_autocast(device, self.config.use_bf16)

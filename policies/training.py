@@ -205,3 +205,30 @@ def install_frame_cache() -> None:
 
     make_cached._vla_cached = True
     lerobot_train.make_dataset = make_cached
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m vla.policies.training` (and scripts/train.py): parse our own flags, then
+    run `lerobot-train` with the rest (see scripts/train.py for the flags)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cache_frames = "--no-frame-cache" not in argv
+    argv = [a for a in argv if a != "--no-frame-cache"]
+    budget = [a for a in argv if a.startswith("--max-minutes")]
+    argv = [a for a in argv if not a.startswith("--max-minutes")]
+    minutes = None
+    if budget:
+        try:
+            minutes = float(budget[-1].split("=", 1)[1])
+        except (IndexError, ValueError):
+            sys.exit(f"{budget[-1]!r}: write --max-minutes=M with M a number of minutes, e.g. --max-minutes=15")
+    if argv and argv[0] == "--config":
+        if len(argv) < 2:
+            sys.exit("--config needs a preset path, e.g. configs/tabletop_tiny_cpu.json")
+        argv = [f"--config_path={argv[1]}", *argv[2:]]
+    elif argv and argv[0].startswith("--config="):
+        argv = [f"--config_path={argv[0].split('=', 1)[1]}", *argv[1:]]
+    run_lerobot_train(argv, cache_frames=cache_frames, time_budget_s=None if minutes is None else minutes * 60)
+
+
+if __name__ == "__main__":
+    main()

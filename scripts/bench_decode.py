@@ -7,7 +7,7 @@ tokens per forward, agreement with the reference decode (fp32, eager, uncached);
 small sizes, fp32 and bf16 weights, eager and (--compile) torch.compile'd; AR on the same
 weights configured causal with its KV cache. A briefly trained tiny model gives realistic
 confidences for threshold decoding. Rewrites the `## Decoding speed` section of
-BENCHMARKS.md and the roofline block of docs/speed.md. See kernels/decode_bench.py.
+BENCHMARKS.md and the roofline block of docs/speed.md. See bench/decode_bench.py.
 """
 
 import argparse
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from vla.bench_report import write_section
+from vla.bench.report import write_section
+from vla.bench.roofline import forward_costs, measure_machine, step_matmul_gflops
 from vla.kernels import decode_bench as db
-from vla.kernels.roofline import forward_costs, measure_machine, step_matmul_gflops
 
 ROOF_BEGIN, ROOF_END = "<!-- roofline:begin (written by scripts/bench_decode.py) -->", "<!-- roofline:end -->"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

@@ -5,7 +5,7 @@
     python scripts/bench_envs.py --quick         # a smoke run (MT10 x 1, tabletop x 10)
 
 Measures scripted-expert success per task (MT50 and the tabletop families), env steps/s
-with and without a render per step, and demos collected per minute. See vla.envs.benchmark.
+with and without a render per step, and demos collected per minute. See vla.bench.envs_benchmark.
 """
 
 from __future__ import annotations

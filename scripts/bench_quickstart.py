@@ -26,7 +26,7 @@ def main() -> None:
     p.add_argument("--out", default="outputs/bench/quickstart", help="pipeline output folder (emptied first)")
     p.add_argument("--benchmarks", default="BENCHMARKS.md", help="file whose section is rewritten")
     a = p.parse_args()
-    from vla.bench_report import machine_line, write_section
+    from vla.bench.report import machine_line, write_section
 
     out = Path(a.out)
     if out.exists():

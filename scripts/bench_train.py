@@ -4,7 +4,7 @@
 
 Collects small demo sets if missing (tabletop 20 per family; Meta-World MT10, 2 per task, at
 96 px), then measures each variant (fp32 / bf16 autocast x frame cache off / on) in its own
-process with vla.policies.train_bench: samples/s including data loading, and peak RSS.
+process with vla.bench.train_bench: samples/s including data loading, and peak RSS.
 """
 
 import argparse
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from vla.bench_report import machine_line, write_section
+from vla.bench.report import machine_line, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Training speed"
@@ -47,7 +47,7 @@ def main() -> None:
         root = ensure_dataset(preset, Path(a.data))
         for bf16 in (False, True):
             for cache in (False, True):
-                cmd = [sys.executable, "-m", "vla.policies.train_bench", "--dataset", str(root), "--preset",
+                cmd = [sys.executable, "-m", "vla.bench.train_bench", "--dataset", str(root), "--preset",
                        str(ROOT / "configs" / f"{preset}.json"), "--steps", str(a.steps),
                        "--batch-size", str(a.batch_size)] + (["--bf16"] if bf16 else []) + (["--cache"] if cache else [])
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout

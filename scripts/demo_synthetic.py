@@ -3,13 +3,13 @@
     python scripts/demo_synthetic.py --minutes 4 --out outputs/synthetic_demo
 
 Prints success with the given instructions and with instructions swapped for another
-object of the same scene (success should follow the instruction). See vla/synthetic.py.
+object of the same scene (success should follow the instruction). See bench/synthetic.py.
 """
 
 import argparse
 import json
 
-from vla.synthetic import run_demo
+from vla.bench.synthetic import run_demo
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
     python scripts/pipeline.py [--out outputs/pipeline] [--tasks all] [--steps 1200] [--language-ablation] [--episodes-per-task 150]
 
 Prints the success rate with its 95% interval and the report path. Re-running with the
-same --out skips finished stages and resumes training. See vla/envs/pipeline.py.
+same --out skips finished stages and resumes training. See vla/bench/pipeline.py.
 """
 
 import argparse
@@ -16,7 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def main() -> None:
-    from vla.envs.pipeline import PipelineConfig, run_pipeline
+    from vla.bench.pipeline import PipelineConfig, run_pipeline
 
     d = PipelineConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -3,7 +3,7 @@
     python scripts/probe_grounding.py --policy.path=OUT/checkpoints/last/pretrained_model [--tasks all] [--n-scenes 30]
 
 Forward passes only (no rollouts): on new tabletop scenes, every goal of a scene is asked
-from the same first frame; chance is 1 / (goals per scene). See vla/envs/grounding.py.
+from the same first frame; chance is 1 / (goals per scene). See vla/bench/grounding.py.
 """
 
 import argparse
@@ -23,8 +23,8 @@ def main() -> None:
     p.add_argument("--n-scenes", type=int, default=30, help="new scenes per family")
     p.add_argument("--json", default=None, help="also write the result here")
     a = p.parse_args()
+    from vla.bench.grounding import ProbeConfig, probe_grounding, probe_table
     from vla.envs.evaluation import load_policy
-    from vla.envs.grounding import ProbeConfig, probe_grounding, probe_table
 
     result = probe_grounding(load_policy(a.policy), ProbeConfig(tasks=a.tasks, n_scenes=a.n_scenes))
     print(probe_table(result))

@@ -6,7 +6,7 @@
 Collects 50 scripted-expert demos per MT10 task (128 px), trains each policy on them for the
 same wall-clock budget on this machine, evaluates all on the same unseen seeds (expert and
 random anchors alongside), then rewrites the "Results: Meta-World MT10" section of
-BENCHMARKS.md. Re-running with the same --out skips finished stages. See vla/envs/compare.py.
+BENCHMARKS.md. Re-running with the same --out skips finished stages. See vla/bench/compare.py.
 """
 
 import argparse
@@ -21,8 +21,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def main() -> None:
-    from vla.bench_report import machine_line, write_section
-    from vla.envs.compare import POLICIES, SECTION, CompareConfig, compare, compare_section
+    from vla.bench.compare import POLICIES, SECTION, CompareConfig, compare, compare_section
+    from vla.bench.report import machine_line, write_section
 
     d = CompareConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -9,7 +9,7 @@
 Runs the README pipeline (collect -> train the tiny preset -> evaluate with the expert and
 random anchors), the language ablation and the decoder ablation on the same checkpoint and
 seeds, then rewrites the "Results: tabletop" section of BENCHMARKS.md. Re-running with the
-same --out skips finished stages. See vla/envs/results.py.
+same --out skips finished stages. See vla/bench/results.py.
 """
 
 import argparse
@@ -24,9 +24,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def main() -> None:
-    from vla.bench_report import machine_line, write_section
-    from vla.envs.pipeline import PipelineConfig
-    from vla.envs.results import SECTION, results_section, tabletop_results
+    from vla.bench.pipeline import PipelineConfig
+    from vla.bench.report import machine_line, write_section
+    from vla.bench.results import SECTION, results_section, tabletop_results
 
     d = PipelineConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

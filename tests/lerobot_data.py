@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vla.bench.synthetic import make_scenes
 from vla.policies.stats import recompute_quantiles
-from vla.synthetic import make_scenes
 
 
 def write_reach_dataset(root: Path, episodes: int = 4, frames: int = 8, size: int = 32, use_videos: bool = False,

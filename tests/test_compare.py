@@ -1,4 +1,4 @@
-"""Meta-World comparison harness (vla.envs.compare) end to end at toy scale: real demos, the
+"""Meta-World comparison harness (vla.bench.compare) end to end at toy scale: real demos, the
 real LLaDA-VLA and LeRobot ACT trainings under a wall-clock budget, the same evaluator and
 seeds for both, and the BENCHMARKS section built from what was measured."""
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from vla.envs.compare import POLICIES, SECTION, CompareConfig, compare, compare_section
+from vla.bench.compare import POLICIES, SECTION, CompareConfig, compare, compare_section
 
 
 @pytest.mark.slow

@@ -50,7 +50,7 @@ def test_gumbel_draws_match_between_paths():
 
 def test_bench_cache_modes_agree_and_count_forwards(tokenizer):
     """The benchmark's three AR cache modes decode the same tokens with 35 forwards each."""
-    from vla.kernels.decode_bench import AR, run_chunk, synthetic_actions, time_chunks
+    from vla.bench.decode_bench import AR, run_chunk, synthetic_actions, time_chunks
 
     model = LLaDAVLA(small_config(tokenizer, attention="causal", decoder={"name": "ar", "steps": None})).eval()
     obs = [make_obs(tokenizer, bsz=1, seed=s) for s in range(2)]
@@ -64,7 +64,7 @@ def test_bench_cache_modes_agree_and_count_forwards(tokenizer):
 
 
 def test_bench_tables_render_targets_and_floors():
-    from vla.kernels.decode_bench import Row, render_rows, render_targets
+    from vla.bench.decode_bench import Row, render_rows, render_targets
 
     row = Row("tiny", "bf16", "had", "prefix", 10.0, 12.5, 10.0, 3.5, 0.5, 2e9)
     assert "| tiny | bf16 | no | had | prefix | 10.0 | 12.5 | 10.0 | 3.5 | 0.500 | 2.00 | 20.0% |" in render_rows([row], {"bf16": 1000.0})
@@ -83,8 +83,8 @@ def test_bench_tables_render_targets_and_floors():
 
 
 def test_roofline_block_splits_a_chunk_into_its_parts():
-    from vla.kernels.decode_bench import Row, render_roofline
-    from vla.kernels.roofline import ForwardCost, MachineRates
+    from vla.bench.decode_bench import Row, render_roofline
+    from vla.bench.roofline import ForwardCost, MachineRates
 
     roof = {("tiny", "bf16"): (5e6, [ForwardCost("step", 35, 77, 2e8, 1e7)])}
     steps = {("tiny", "bf16", True): {"vision_ms": 2.0, "prefix_ms": 3.0, "forward_ms": 1.0, "propose_ms": 0.01,
@@ -102,8 +102,8 @@ def test_report_renders_from_the_saved_json_alone(tmp_path):
     import json
     from dataclasses import asdict
 
-    from vla.kernels.decode_bench import Row, render_report
-    from vla.kernels.roofline import ForwardCost
+    from vla.bench.decode_bench import Row, render_report
+    from vla.bench.roofline import ForwardCost
 
     rows = [Row("tiny", "bf16", "had", "prefix", 20.0, 25.0, 10.0, 3.5, 1.0, 2e9, compiled=True),
             Row("tiny", "bf16", "had_5", "prefix", 12.0, 14.0, 5.0, 7.0, 1.0, 1e9, compiled=True),
@@ -177,9 +177,9 @@ def test_bf16_weights_give_the_fp32_logits_to_bf16_precision(tokenizer):
 
 def test_analytic_roofline_matches_the_counted_flops_and_bounds_the_paper_scale(tokenizer):
     """The paper-scale estimate rests on analytic_forward: it must agree with FlopCounterMode on a real model."""
-    from vla.kernels.decode_bench import DIM, build, observations
-    from vla.kernels.decode_bench import make_tokenizer as bench_tokenizer
-    from vla.kernels.roofline import analytic_forward, forward_costs, paper_scale_chunks
+    from vla.bench.decode_bench import DIM, build, observations
+    from vla.bench.decode_bench import make_tokenizer as bench_tokenizer
+    from vla.bench.roofline import analytic_forward, forward_costs, paper_scale_chunks
     from vla.presets import make_config
 
     tok = bench_tokenizer()

@@ -1,6 +1,6 @@
 """The pipeline end to end, on fixed seeds: collect -> train -> evaluate, and what it learned.
 
-A mini version of the README's main job (`vla.envs.pipeline.run_pipeline`) on the easy
+A mini version of the README's main job (`vla.bench.pipeline.run_pipeline`) on the easy
 diagnostic family `reach_fixed` (three zones in fixed slots, fixed colors: only the
 instruction says which one to reach): 150 scripted demos into a LeRobotDataset, the real
 lerobot-train loop on the `tabletop_micro_cpu` preset (~8 min on 2 CPU cores), closed-loop
@@ -19,7 +19,7 @@ but not 1/3; see BENCHMARKS.md ("Results: tabletop") and docs/evaluation.md.
 
 import pytest
 
-from vla.envs.pipeline import PipelineConfig, run_pipeline
+from vla.bench.pipeline import PipelineConfig, run_pipeline
 
 LANGUAGE_BLIND_CEILING = 100.0 / 3  # % success of the best policy that ignores the instruction
 

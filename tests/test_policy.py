@@ -11,6 +11,7 @@ from lerobot.policies.factory import make_policy, make_pre_post_processors
 from vla.policies import LLaDAVLAConfig
 
 from .lerobot_data import write_reach_dataset
+from .test_recipe import _policy
 
 SMALL = dict(device="cpu", push_to_hub=False, image_size=32, vision_kwargs={"depth": 1}, d_model=64,
              n_layers=2, n_heads=4, mlp_hidden=128, use_bf16=False)
@@ -184,3 +185,22 @@ def test_gradient_checkpointing_gives_the_same_gradients(dataset_root):
         loss.backward()
         grads.append(policy.model.backbone.blocks[0].q_proj.weight.grad.clone())
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_set_decoder_sets_the_threshold_and_keeps_the_other_fields():
+    """The decoder ablation's threshold sweep: each row really runs at its own threshold."""
+    from vla.bench.results import DECODER_ABLATION
+    from vla.policies.modeling_llada_vla import LLaDAVLAPolicy
+
+    policy = _policy(decoder="had", decode_steps=10, temperature=0.5)
+    assert isinstance(policy, LLaDAVLAPolicy)
+    policy.set_decoder("threshold", 10, 0.5)
+    dec = policy.model.cfg.decoder
+    assert (dec.name, dec.steps, dec.threshold, dec.temperature) == ("threshold", 10, 0.5, 0.5)
+    assert (policy.config.decoder, policy.config.threshold) == ("threshold", 0.5)
+    assert policy.decoding() == {"decoder": "threshold", "decode_steps": 10, "action_slots": 12, "threshold": 0.5}
+    policy.set_decoder("had", 5)  # no threshold given: the current one stays
+    assert (policy.model.cfg.decoder.name, policy.model.cfg.decoder.steps, policy.model.cfg.decoder.threshold) == \
+        ("had", 5, 0.5)
+    thresholds = [t for _, name, _, t in DECODER_ABLATION if name == "threshold"]
+    assert len(set(thresholds)) == len(thresholds) >= 2  # a sweep, each a distinct setting

@@ -91,9 +91,9 @@ def _policy(**overrides):
     from vla.policies.modeling_llada_vla import LLaDAVLAPolicy
     from vla.text_tokenizer import TextTokenizer
 
-    cfg = LLaDAVLAConfig(device="cpu", push_to_hub=False, image_size=32, vision_kwargs={"depth": 1}, d_model=64,
-                         n_layers=2, n_heads=4, mlp_hidden=128, use_bf16=False, chunk_size=3, n_action_steps=3,
-                         decode_steps=3, **overrides)
+    cfg = LLaDAVLAConfig(**{**dict(device="cpu", push_to_hub=False, image_size=32, vision_kwargs={"depth": 1},
+                                   d_model=64, n_layers=2, n_heads=4, mlp_hidden=128, use_bf16=False, chunk_size=3,
+                                   n_action_steps=3, decode_steps=3), **overrides})
     cfg.input_features = {"observation.images.front": PolicyFeature(FeatureType.VISUAL, (3, 32, 32))}
     cfg.output_features = {"action": PolicyFeature(FeatureType.ACTION, (4,))}
     cfg.tokenizer_json = TextTokenizer.train([g.instruction for f in FAMILIES for g in all_goals(f)], 128).to_json()

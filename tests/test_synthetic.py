@@ -4,7 +4,7 @@ import json
 
 import torch
 
-from vla.synthetic import make_scenes, reached, run_demo, swap_instructions
+from vla.bench.synthetic import make_scenes, reached, run_demo, swap_instructions
 
 
 def test_scenes_are_deterministic_and_language_decisive():

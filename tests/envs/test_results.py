@@ -1,6 +1,6 @@
-"""The tabletop results section (vla.envs.results): rendered from eval_info files as measured."""
+"""The tabletop results section (vla.bench.results): rendered from eval_info files as measured."""
 
-from vla.envs.results import results_section
+from vla.bench.results import results_section
 
 
 def _block(pc, n=10):
@@ -24,25 +24,3 @@ def test_decoder_ablation_reports_tokens_per_forward_from_nfe_and_slots():
     assert rows["threshold 0.9"][2:4] == ["2.50", "8.0"]
     assert "90.0 [70, 100]" in rows["threshold 0.9"]
     assert md.startswith("## R") and "decoder ablation 1.5 min" in md
-
-
-def test_set_decoder_sets_the_threshold_and_keeps_the_other_fields():
-    """The decoder ablation's threshold sweep: each row really runs at its own threshold."""
-    from types import SimpleNamespace
-
-    from vla.decoders import DecodeConfig
-    from vla.envs.evaluation import set_decoder
-    from vla.envs.results import DECODER_ABLATION
-
-    policy = SimpleNamespace(model=SimpleNamespace(cfg=SimpleNamespace(decoder=DecodeConfig("had", steps=10,
-                                                                                              temperature=0.5))),
-                             config=SimpleNamespace(attention="prefix", decoder="had", decode_steps=10, threshold=0.9))
-    set_decoder(policy, "threshold", 10, 0.5)
-    dec = policy.model.cfg.decoder
-    assert (dec.name, dec.steps, dec.threshold, dec.temperature) == ("threshold", 10, 0.5, 0.5)
-    assert (policy.config.decoder, policy.config.threshold) == ("threshold", 0.5)
-    set_decoder(policy, "had", 5)  # no threshold given: the current one stays
-    assert (policy.model.cfg.decoder.name, policy.model.cfg.decoder.steps, policy.model.cfg.decoder.threshold) == \
-        ("had", 5, 0.5)
-    thresholds = [t for _, name, _, t in DECODER_ABLATION if name == "threshold"]
-    assert len(set(thresholds)) == len(thresholds) >= 2  # a sweep, each a distinct setting

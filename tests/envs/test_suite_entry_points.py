@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from vla.bench.envs_benchmark import SECTION, write_section
 from vla.envs import make_env
-from vla.envs.benchmark import SECTION, write_section
 from vla.envs.collection import CollectConfig, task_list
 from vla.envs.experts import make_expert
 

@@ -167,6 +167,6 @@ def render_section(results: dict) -> str:
 
 def write_section(path: str | Path, section: str) -> None:
     """Replace (or append) the `## Simulation` section of a markdown file."""
-    from vla.bench_report import write_section as write
+    from vla.bench.report import write_section as write
 
     write(path, SECTION, section)

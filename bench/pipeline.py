@@ -6,10 +6,10 @@ Each stage is the project's own entry point, so the pipeline checks them togethe
 
 1. `vla.envs.collection.collect`: scripted-expert demos into a LeRobotDataset (resumable),
    each scene once per goal;
-2. `scripts/train.py --config configs/tabletop_tiny_cpu.json` (LeRobot's training loop,
+2. `python -m vla.policies.training --config configs/tabletop_tiny_cpu.json` (LeRobot's training loop,
    atomic checkpoints, frame cache) in a subprocess, for a wall-clock budget
    (`train_minutes`, the learning rate annealing over it) and/or a number of steps;
-3. the grounding probe (`vla.envs.grounding`, forward passes only) and
+3. the grounding probe (`vla.bench.grounding`, forward passes only) and
    `vla.envs.evaluation.evaluate` on seeds disjoint from the demos (checked against the
    demo dataset), with the expert, language-blind and random anchors on the same seeds:
    eval_info.json, report.md, success.png and videos; then, if asked, the language ablation
@@ -64,15 +64,15 @@ def _train(cfg: PipelineConfig, demos: Path, train_dir: Path) -> tuple[Path, boo
     marker = train_dir / "finished.json"  # written once training ended (its final step is then `last`)
     if marker.is_file():
         return train_dir / "checkpoints" / json.loads(marker.read_text())["checkpoint"] / "pretrained_model", False
-    script = str(ROOT / "scripts" / "train.py")
+    script = "-m", "vla.policies.training"
     budget = [] if cfg.train_minutes is None else [f"--max-minutes={cfg.train_minutes}"]
     if last.is_dir():  # resume an interrupted run (a budget counts the seconds it already trained)
-        cmd = [sys.executable, script, f"--config_path={last / 'train_config.json'}", "--resume=true", *budget]
+        cmd = [sys.executable, *script, f"--config_path={last / 'train_config.json'}", "--resume=true", *budget]
     else:
         steps = cfg.steps or 10**7  # the budget ends it
         every = [f"--save_freq={max(cfg.steps // 4, 1)}", f"--log_freq={max(cfg.steps // 20, 1)}"] if cfg.steps \
             else ["--save_freq=400", "--log_freq=100"]
-        cmd = [sys.executable, script, "--config", str(ROOT / cfg.preset), f"--dataset.root={demos}",
+        cmd = [sys.executable, *script, "--config", str(ROOT / cfg.preset), f"--dataset.root={demos}",
                "--dataset.repo_id=local/vla_demos", f"--steps={steps}", f"--batch_size={cfg.batch_size}",
                *every, f"--output_dir={train_dir}", f"--seed={cfg.seed}", *budget,
                *([f"--policy.scheduler_decay_steps={cfg.steps}"] if cfg.steps else []), *cfg.train_args]
@@ -122,7 +122,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     policy = load_policy(str(checkpoint))
     probe = None
     if cfg.probe_scenes:
-        from vla.envs.grounding import ProbeConfig, probe_grounding, probe_table
+        from vla.bench.grounding import ProbeConfig, probe_grounding, probe_table
 
         probe = probe_grounding(policy, ProbeConfig(tasks=cfg.tasks, n_scenes=cfg.probe_scenes))
         (out / "grounding_probe.json").write_text(json.dumps(probe, indent=2, default=str))

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from vla.bench.grounding import ProbeConfig, probe_grounding, probe_table
 from vla.envs.evaluation import load_policy
-from vla.envs.grounding import ProbeConfig, probe_grounding, probe_table
 
 
 class SameMoveForEveryInstruction:

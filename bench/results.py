@@ -3,7 +3,7 @@
     python scripts/results_tabletop.py            # pipeline + language ablation + decoder ablation
 
 This module owns what the "Results: tabletop" section of BENCHMARKS.md shows and how it is
-measured: the README pipeline (`vla.envs.pipeline`: collect, train the tiny preset, evaluate
+measured: the README pipeline (`vla.bench.pipeline`: collect, train the tiny preset, evaluate
 on unseen seeds with the expert and random anchors), then on the same checkpoint and seeds
 
 - the language ablation: each instruction swapped for another goal of the same scene
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vla.envs.pipeline import PipelineConfig, run_pipeline
+from vla.bench.pipeline import PipelineConfig, run_pipeline
 
 SECTION = "## Results: tabletop"
 # (label, decoder name, steps, threshold): the same 10 forwards per chunk for the fixed-budget
@@ -54,7 +54,7 @@ def run_decoder_ablation(checkpoint: str, out: Path, tasks: str, n_episodes: int
     """-> (eval_info per decoder of DECODER_ABLATION on one checkpoint, same seeds for all; the labels
     evaluated in this call, not read from an earlier run). `done`: an eval_info already measured with
     the checkpoint's own decoder (reused)."""
-    from vla.envs.evaluation import EvalConfig, evaluate, load_policy, set_decoder
+    from vla.envs.evaluation import EvalConfig, evaluate, load_policy
 
     policy = load_policy(checkpoint)
     results, measured = {}, []
@@ -67,7 +67,7 @@ def run_decoder_ablation(checkpoint: str, out: Path, tasks: str, n_episodes: int
         if path.is_file():  # finished in an earlier run of the same command
             results[label] = json.loads(path.read_text())
             continue
-        set_decoder(policy.policy, name, steps, threshold)
+        policy.policy.set_decoder(name, steps, threshold)
         cfg = EvalConfig(suite="tabletop", tasks=tasks, n_episodes=n_episodes, n_envs=workers,
                          out_dir=str(path.parent), progress=progress)
         results[label] = evaluate(cfg, policy)

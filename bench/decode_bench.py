@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import torch
 
+from vla.bench.synthetic import COLORS, TEMPLATES, make_scenes
 from vla.decoders import DecodeConfig, DecodeResult, decode
 from vla.model import LLaDAVLA, Observation
 from vla.presets import make_config
-from vla.synthetic import COLORS, TEMPLATES, make_scenes
 from vla.text_tokenizer import TextTokenizer
 
 CHUNK, DIM = 5, 7  # H, D: 35 action slots as in the paper
@@ -134,7 +134,7 @@ def run_chunk(model: LLaDAVLA, obs: Observation, dec: DecodeConfig, cache: str) 
     if cache == "prefix" and model.cfg.attention == "causal":
         # the prefix-only cache for AR: ask make_predictor for a schedule it cannot grow a cache for
         predictor = model.make_predictor(obs, True, DecodeConfig("ar", steps=None, remask=0.5))
-        return decode(predictor, obs.batch_size, model.cfg.chunk_size, model.cfg.action_dim, dec)
+        return decode(predictor, obs.batch_size, model.cfg.chunk_size, model.cfg.slots_per_action, dec)
     return model.sample_actions(obs, dec, use_cache=cache != "none")[1]
 
 
@@ -312,7 +312,7 @@ def render_targets(rows: list[Row]) -> str:
 def render_report(out: dict) -> tuple[str, str]:
     """(BENCHMARKS.md `## Decoding speed` section, docs/speed.md roofline block) from the figures
     `scripts/bench_decode.py` saves as JSON, so the tables can be re-rendered without re-measuring."""
-    from vla.kernels.roofline import ForwardCost, MachineRates
+    from vla.bench.roofline import ForwardCost, MachineRates
 
     rows = [Row(**r) for r in out["rows"]]
     machine = MachineRates(**out["machine"])
@@ -348,7 +348,7 @@ PAPER_PREFIX = 27 * 27 + 32 + 1  # SigLIP so400m/14 at 384 px (27 x 27 patches) 
 
 def paper_scale_line() -> str:
     """The `llada8b` preset's backbone under `roofline.paper_scale_chunks`: a model, labelled as one."""
-    from vla.kernels.roofline import H200_SPEC, paper_scale_chunks
+    from vla.bench.roofline import H200_SPEC, paper_scale_chunks
 
     e = paper_scale_chunks(make_config("llada8b").backbone, PAPER_PREFIX, CHUNK * DIM)
     return (f"Paper scale, a roofline model, not a measurement: the `llada8b` backbone in bf16 at batch 1 on "

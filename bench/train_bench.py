@@ -5,7 +5,7 @@ that variant's own. The loop is lerobot-train's: DataLoader (shuffled, batch B, 
 -> preprocessor -> forward -> backward -> clip -> AdamW step, timed end to end after a
 warm-up, so samples/s includes data loading, video decoding and preprocessing.
 
-    python -m vla.policies.train_bench --dataset DIR --preset configs/tabletop_tiny_cpu.json --bf16 --cache
+    python -m vla.bench.train_bench --dataset DIR --preset configs/tabletop_tiny_cpu.json --bf16 --cache
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ def policy_config_from_preset(preset: str | Path, **overrides):
 
 
 def measure(dataset: str, preset: str, bf16: bool, cache: bool, steps: int = 30, batch_size: int = 32,
-            warmup: int = 3, threads: int | None = None) -> dict:
+            warmup: int = 3, threads: int | None = None, overrides: dict | None = None) -> dict:
+    """Samples/s and masked targets/s (action slots scored per second: slots x masked share x
+    maskings) of `preset` with policy `overrides`, end to end as lerobot-train runs it."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
@@ -38,7 +40,7 @@ def measure(dataset: str, preset: str, bf16: bool, cache: bool, steps: int = 30,
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     meta = LeRobotDatasetMetadata("local/bench", root=dataset)
-    cfg = policy_config_from_preset(preset, device="cpu", use_bf16=bf16)
+    cfg = policy_config_from_preset(preset, **{"device": "cpu", "use_bf16": bf16, **(overrides or {})})
     policy = make_policy(cfg, ds_meta=meta)
     pre, _ = make_pre_post_processors(cfg, dataset_stats=meta.stats)
     deltas = {"action": [i / meta.fps for i in cfg.action_delta_indices]}
@@ -56,14 +58,16 @@ def measure(dataset: str, preset: str, bf16: bool, cache: bool, steps: int = 30,
             yield from loader
 
     it = batches()
-    data_s = 0.0
+    data_s, masked = 0.0, 0.0
     for step in range(warmup + steps):
         if step == warmup:
             start, data_s = time.perf_counter(), 0.0
         t0 = time.perf_counter()
         batch = pre(next(it))
         data_s += time.perf_counter() - t0
-        loss, _ = policy.forward(batch)
+        loss, metrics = policy.forward(batch)
+        if step >= warmup:
+            masked += metrics["masked_frac"] * policy.model.cfg.action_len * cfg.num_maskings * batch_size
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
@@ -71,7 +75,8 @@ def measure(dataset: str, preset: str, bf16: bool, cache: bool, steps: int = 30,
     elapsed = time.perf_counter() - start
     return {
         "bf16": bf16, "frame_cache": cache, "batch_size": batch_size, "steps": steps,
-        "samples_per_s": steps * batch_size / elapsed, "data_fraction": data_s / elapsed,
+        "samples_per_s": steps * batch_size / elapsed, "masked_targets_per_s": masked / elapsed,
+        "data_fraction": data_s / elapsed,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "parameters": sum(p.numel() for p in policy.parameters()), "threads": torch.get_num_threads(),
     }

@@ -65,7 +65,7 @@ def _train(cfg: CompareConfig, key: str, demos: Path, train_dir: Path) -> dict[s
         return json.loads(done.read_text())
     shutil.rmtree(train_dir, ignore_errors=True)  # an interrupted budget run starts over
     _, args = POLICIES[key]
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *args, f"--dataset.root={demos}",
+    cmd = [sys.executable, "-m", "vla.policies.training", *args, f"--dataset.root={demos}",
            "--dataset.repo_id=local/vla_demos", "--steps=1000000", "--save_freq=1000000",
            f"--batch_size={cfg.batch_size}", f"--seed={cfg.seed}", f"--output_dir={train_dir}",
            f"--max-minutes={cfg.minutes}"]
@@ -136,7 +136,7 @@ def compare(cfg: CompareConfig) -> dict[str, Any]:
 
 def compare_section(r: dict[str, Any], command: str, machine: str) -> str:
     """The BENCHMARKS.md section (markdown) from one `compare` run."""
-    from vla.envs.results import _ci
+    from vla.bench.results import _ci
 
     cfg, trained, evals = r["config"], r["trained"], r["evals"]
     keys = list(evals)

@@ -1,0 +1,51 @@
+"""The training-recipe ablation on the tabletop suite -> BENCHMARKS.md.
+
+    python scripts/ablate_recipe.py [--minutes 10] [--variants recipe,no_film,previous] [--out outputs/results/recipe]
+
+Every variant (the recipe, the recipe without one lever, the previous recipe) trains for the
+same wall-clock budget on one demo set, then is probed and evaluated on the same unseen
+seeds. Re-running with the same --out re-uses finished variants. See vla/bench/recipe.py.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import sys
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def main() -> None:
+    from vla.bench.recipe import SECTION, RecipeAblationConfig, ablation_section, run_ablation, variant_overrides
+    from vla.bench.report import machine_line, write_section
+
+    d = RecipeAblationConfig()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=d.out)
+    p.add_argument("--preset", default=d.preset)
+    p.add_argument("--minutes", type=float, default=d.minutes, help="training budget of every variant")
+    p.add_argument("--variants", default=",".join(d.variants))
+    p.add_argument("--episodes-per-task", type=int, default=d.episodes_per_task)
+    p.add_argument("--eval-episodes", type=int, default=d.eval_episodes)
+    p.add_argument("--probe-scenes", type=int, default=d.probe_scenes)
+    p.add_argument("--benchmarks", default=None, help="rewrite this file's ablation section (e.g. BENCHMARKS.md)")
+    a = p.parse_args()
+    variants = tuple(v.strip() for v in a.variants.split(",") if v.strip())
+    for v in variants:
+        variant_overrides(v)  # unknown names fail here, before any work
+    machine = machine_line()
+    result = run_ablation(RecipeAblationConfig(out=a.out, preset=a.preset, minutes=a.minutes, variants=variants,
+                                               episodes_per_task=a.episodes_per_task, eval_episodes=a.eval_episodes,
+                                               probe_scenes=a.probe_scenes))
+    section = ablation_section(result, "python scripts/ablate_recipe.py " + shlex.join(sys.argv[1:]), machine)
+    if a.benchmarks:
+        write_section(a.benchmarks, SECTION, section)
+    print(section)
+    print(json.dumps({k: v["overall"] for k, v in result["variants"].items()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
