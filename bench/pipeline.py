@@ -140,20 +140,52 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     timings["eval_s"] = time.time() - t
     timings_file.write_text(json.dumps(timings))
 
-    overall = info["overall"]
-    per_task = {t["task"]: t["metrics"]["pc_success"] for t in info["per_task"]}
-    summary = {"pc_success": overall["pc_success"], "success_ci95": overall["success_ci95"],
-               "pc_success_per_task": per_task, "checkpoint": str(checkpoint),
+    summary = {**summarize(info, swap), "checkpoint": str(checkpoint), "train_steps": int(checkpoint.parent.name),
                "report": str(out / "eval" / "report.md"),
                "grounding_probe": None if probe is None else {"overall": probe["overall"],
-                                                              "per_task": probe["per_task"]},
-               "anchors": {k: a["overall"] for k, a in info.get("anchors", {}).items()}, **timings}
+                                                              "per_task": probe["per_task"]}, **timings}
+    if swap is not None:
+        summary["language_ablation"]["report"] = str(out / "eval_swap" / "report.md")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def summarize(info: dict, swap: dict | None = None) -> dict:
+    """The headline of an evaluation (eval_info with anchors) and of its language ablation."""
+    overall = info["overall"]
+    summary = {"pc_success": overall["pc_success"], "success_ci95": overall["success_ci95"],
+               "pc_success_per_task": {t["task"]: t["metrics"]["pc_success"] for t in info["per_task"]},
+               "anchors": {k: a["overall"] for k, a in info.get("anchors", {}).items()}}
     if swap is not None:
         so = swap["overall"]
         summary["language_ablation"] = {
             "pc_success_swapped_instruction": so["pc_success"], "success_ci95": so["success_ci95"],
             "pc_success_original_goal": so["pc_success_original_goal"],
-            "success_ci95_original_goal": so["success_ci95_original_goal"],
-            "report": str(out / "eval_swap" / "report.md")}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+            "success_ci95_original_goal": so["success_ci95_original_goal"]}
     return summary
+
+
+def language_following_failures(summary: dict) -> list[str]:
+    """What a summary (`summarize`, with the blind anchor and the language ablation) lacks for
+    "the policy follows the instruction" ([] when nothing): its success interval lies above the
+    language-blind anchor's on the same seeds, and with every instruction swapped for another goal
+    of the same scene its success moves to the goal it was given (above the blind ceiling, and
+    above what it still scores on the goal the instruction replaced)."""
+    failures = []
+    blind = summary["anchors"].get("blind")
+    if blind is None:
+        return ["no language-blind anchor on the same seeds: evaluate with anchors including 'blind'"]
+    low, high = summary["success_ci95"][0], blind["success_ci95"][1]
+    if not low > high:
+        failures.append(f"success {summary['pc_success']:.1f}% (lower bound {low:.1f}) does not beat the "
+                        f"language-blind anchor's upper bound {high:.1f}")
+    swap = summary.get("language_ablation")
+    if swap is None:
+        return failures + ["no language ablation (swapped instructions) to check"]
+    if not swap["success_ci95"][0] > high:
+        failures.append(f"with swapped instructions success {swap['pc_success_swapped_instruction']:.1f}% does not "
+                        f"beat the language-blind upper bound {high:.1f}")
+    if not swap["success_ci95_original_goal"][1] < swap["success_ci95"][0]:
+        failures.append(f"with swapped instructions the replaced goal still scores "
+                        f"{swap['pc_success_original_goal']:.1f}%: success does not move to the given goal")
+    return failures

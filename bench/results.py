@@ -80,16 +80,20 @@ def results_section(summary: dict[str, Any], main: dict[str, Any], swap: dict[st
     """The BENCHMARKS.md section (markdown) under `heading` from this run's eval_info files."""
     anchors = main.get("anchors", {})
     cfg = summary["config"]
+    budget = " and ".join(x for x in (f"{cfg['train_minutes']:g} minutes" if cfg.get("train_minutes") else "",
+                                      f"{cfg['steps']} steps" if cfg.get("steps") else "") if x)
+    probe = summary.get("grounding_probe")
     lines = [
         heading, "",
         f"`{command}` (CPU here: {machine}). Demos: {cfg['episodes_per_task']} scripted-expert episodes per "
-        f"family; training: `{cfg['preset']}`, {cfg['steps']} steps of batch {cfg['batch_size']}; "
-        f"evaluation: {main['settings']['n_episodes']} episodes per family on seeds disjoint from the demos. "
-        f"Wall time: collect {summary['collect_s'] / 60:.1f} min, train {summary['train_s'] / 60:.1f} min, "
-        f"evaluate {summary['eval_s'] / 60:.1f} min (policy, anchors, language ablation), decoder ablation "
-        f"{summary['ablation_s'] / 60:.1f} min. Success in % with Wilson 95% intervals. Every scene holds all goals "
-        "of its family, so a policy that ignores the instruction tops out at ~33% on touch / reach / reach_slots / reach_fixed "
-        "and ~11% on push.", "",
+        f"family, each scene once per goal; training: `{cfg['preset']}` for {budget} (batch {cfg['batch_size']}, "
+        f"{summary.get('train_steps', '?')} updates); evaluation: {main['settings']['n_episodes']} episodes per "
+        f"family on seeds disjoint from the demos. Wall time: collect {summary['collect_s'] / 60:.1f} min, train "
+        f"{summary['train_s'] / 60:.1f} min, evaluate {summary['eval_s'] / 60:.1f} min (probe, policy, anchors, "
+        f"language ablation), decoder ablation {summary['ablation_s'] / 60:.1f} min. Success in % with Wilson 95% "
+        "intervals. An episode fails at the first contact with an object the instruction did not name, so a policy "
+        "that ignores the instruction scores at most what the language-blind anchor scores (~33% on touch / reach "
+        "/ reach_slots, ~11% on push).", "",
         f"| family | LLaDA-VLA {Path(cfg['preset']).stem} (HAD) | " + " | ".join(f"{a} (anchor)" for a in anchors) + " |",
         "|---|---|" + "---|" * len(anchors),
     ]
@@ -98,6 +102,12 @@ def results_section(summary: dict[str, Any], main: dict[str, Any], swap: dict[st
         lines.append(f"| {t['task']} | " + " | ".join(cells) + " |")
     lines.append("| **all** | " + " | ".join([_ci(main["overall"])] + [_ci(a["overall"]) for a in anchors.values()])
                  + " |")
+    if probe is not None:
+        lines += ["", "**Grounding probe** (`scripts/probe_grounding.py`: new scenes, every goal asked from the same "
+                  "first frame; how often the first chunk heads for the named target):", "",
+                  "| family | heads for the named target | chance |", "|---|---|---|"]
+        lines += [f"| {f} | {r['score']:.2f} | {r['chance']:.2f} |" for f, r in probe["per_task"].items()]
+        lines.append(f"| **all** | {probe['overall']['score']:.2f} | {probe['overall']['chance']:.2f} |")
     if swap is not None:
         lines += [
             "", "**Language ablation** (same checkpoint and seeds; each instruction replaced by another goal of the "

@@ -1,6 +1,6 @@
 """The whole tabletop pipeline on embedded defaults: collect demos, train, evaluate.
 
-    python scripts/pipeline.py [--out outputs/pipeline] [--tasks all] [--steps 1200] [--language-ablation] [--episodes-per-task 150]
+    python scripts/pipeline.py [--out outputs/pipeline] [--tasks all] [--minutes 18] [--language-ablation] [--episodes-per-task 150]
 
 Prints the success rate with its 95% interval and the report path. Re-running with the
 same --out skips finished stages and resumes training. See vla/bench/pipeline.py.
@@ -23,7 +23,9 @@ def main() -> None:
     p.add_argument("--out", default=d.out)
     p.add_argument("--tasks", default=d.tasks, help="tabletop families: push,touch,reach,reach_slots or all")
     p.add_argument("--episodes-per-task", type=int, default=d.episodes_per_task)
-    p.add_argument("--steps", type=int, default=d.steps, help="training steps")
+    p.add_argument("--minutes", type=float, default=d.train_minutes,
+                   help="training budget in minutes of updates, the learning rate annealing over it (0: --steps alone)")
+    p.add_argument("--steps", type=int, default=d.steps, help="training steps (default: as many as the budget allows)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="per family")
     p.add_argument("--workers", type=int, default=d.workers)
@@ -34,7 +36,8 @@ def main() -> None:
     p.add_argument("train_args", nargs="*", help="extra lerobot-train overrides after --, e.g. -- --policy.d_model=128")
     a = p.parse_args()
     summary = run_pipeline(PipelineConfig(out=a.out, tasks=a.tasks, episodes_per_task=a.episodes_per_task,
-                                          steps=a.steps, batch_size=a.batch_size, eval_episodes=a.eval_episodes,
+                                          steps=a.steps, train_minutes=a.minutes or None, batch_size=a.batch_size,
+                                          eval_episodes=a.eval_episodes,
                                           workers=a.workers, seed=a.seed, anchors=() if a.no_anchors else d.anchors,
                                           language_ablation=a.language_ablation, train_args=tuple(a.train_args)))
     print(json.dumps(summary, indent=2, default=str))
@@ -45,6 +48,10 @@ def main() -> None:
         la = summary["language_ablation"]
         print(f"language ablation: {la['pc_success_swapped_instruction']:.1f}% on the swapped instruction, "
               f"{la['pc_success_original_goal']:.1f}% on the goal it replaced")
+    probe = summary.get("grounding_probe")
+    if probe:
+        print(f"grounding probe: first chunk heads for the named target {probe['overall']['score']:.2f} "
+              f"(chance {probe['overall']['chance']:.2f})")
     print(f"\nsuccess {summary['pc_success']:.1f}% (95% CI {low:.1f}-{high:.1f}) on unseen seeds; "
           f"report: {summary['report']}")
 

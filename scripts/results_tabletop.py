@@ -1,14 +1,15 @@
 #!/usr/bin/env python
 """First tabletop results into BENCHMARKS.md: pipeline, anchors, language and decoder ablations.
 
-    python scripts/results_tabletop.py [--out outputs/results/tabletop] [--steps N] [--benchmarks BENCHMARKS.md]
-    python scripts/results_tabletop.py --tasks reach_fixed --preset configs/tabletop_micro_cpu.json --steps 2000 \
-        --episodes-per-task 150 --eval-episodes 40 --no-decoder-ablation --out outputs/results/reach_fixed \
-        --section "## Results: language conditioning alone (reach_fixed)"
+    python scripts/results_tabletop.py [--out outputs/results/tabletop] [--minutes 60] [--benchmarks BENCHMARKS.md]
+    python scripts/results_tabletop.py --tasks reach_fixed --preset configs/tabletop_micro_cpu.json --minutes 0 \
+        --steps 2000 --episodes-per-task 150 --eval-episodes 40 --no-decoder-ablation \
+        --out outputs/results/reach_fixed --section "## Results: language conditioning alone (reach_fixed)"
 
-Runs the README pipeline (collect -> train the tiny preset -> evaluate with the expert and
-random anchors), the language ablation and the decoder ablation on the same checkpoint and
-seeds, then rewrites the "Results: tabletop" section of BENCHMARKS.md. Re-running with the
+Runs the README pipeline (collect -> train the tiny preset for a wall-clock budget -> probe
+and evaluate with the expert, language-blind and random anchors), the language ablation and
+the decoder ablation on the same checkpoint and seeds, then rewrites the "Results: tabletop"
+section of BENCHMARKS.md. Re-running with the
 same --out skips finished stages. See vla/bench/results.py.
 """
 
@@ -33,7 +34,8 @@ def main() -> None:
     p.add_argument("--out", default="outputs/results/tabletop")
     p.add_argument("--tasks", default=d.tasks)
     p.add_argument("--episodes-per-task", type=int, default=d.episodes_per_task)
-    p.add_argument("--steps", type=int, default=1600)
+    p.add_argument("--minutes", type=float, default=60.0, help="training budget (0: --steps alone)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: as many as the budget allows)")
     p.add_argument("--eval-episodes", type=int, default=30)
     p.add_argument("--preset", default=d.preset, help="policy config (JSON) to train")
     p.add_argument("--section", default=SECTION, help="BENCHMARKS.md section heading to (re)write")
@@ -42,6 +44,7 @@ def main() -> None:
     a = p.parse_args()
     machine = machine_line()
     cfg = PipelineConfig(out=a.out, tasks=a.tasks, episodes_per_task=a.episodes_per_task, steps=a.steps,
+                         train_minutes=a.minutes or None,
                          eval_episodes=a.eval_episodes, preset=a.preset, language_ablation=True)
     r = tabletop_results(cfg, decoder_ablation=not a.no_decoder_ablation)
     command = "python scripts/results_tabletop.py " + shlex.join(sys.argv[1:])
