@@ -45,6 +45,7 @@ class LLaDAVLAConfig(PreTrainedConfig):
     vision_weights_path: str | None = None  # local timm-format weights; None = random init
     freeze_vision: bool = False
     vision_film: bool = False  # FiLM: the instruction scales/shifts every vision block's output
+    vision_keypoints: int = 0  # spatial-softmax keypoint tokens (expected x, y of K heat maps); 0 = none
     # -- backbone ------------------------------------------------------------------------
     d_model: int = 256
     n_layers: int = 4
@@ -72,6 +73,8 @@ class LLaDAVLAConfig(PreTrainedConfig):
     mask_eps: float = 1e-3
     full_mask_prob: float = 0.0  # share of samples with every action slot masked (decoding's first step)
     num_maskings: int = 1  # independent maskings of each sample's action block per prefix encoding
+    slot_embeddings: bool = False  # a learned embedding per action slot (its step and dim)
+    label_sigma: float = 0.0  # soft targets over neighbouring bins (Gaussian std in bins); 0 = one-hot CE
     random_shift: int = 0  # image augmentation: shift by up to this many pixels (pad + random crop, DrQ); 0 = off
     drop_constant_actions: bool = False  # no slots for action dims that are constant in the dataset
     # Filled automatically from the dataset stats when the policy is first built (do not set by hand):
@@ -126,8 +129,9 @@ class LLaDAVLAConfig(PreTrainedConfig):
             raise ValueError(f"paraphrase_prob={self.paraphrase_prob} must lie in [0, 1]")
         if self.num_maskings < 1 or (self.attention == "causal" and self.num_maskings != 1):
             raise ValueError(f"num_maskings={self.num_maskings} must be >= 1 (exactly 1 with attention='causal')")
-        if self.random_shift < 0:
-            raise ValueError(f"random_shift={self.random_shift} must be >= 0 pixels (0 = off)")
+        if self.random_shift < 0 or self.label_sigma < 0 or self.vision_keypoints < 0:
+            raise ValueError(f"random_shift={self.random_shift}, label_sigma={self.label_sigma} and "
+                             f"vision_keypoints={self.vision_keypoints} must be >= 0 (0 = off)")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema_decay={self.ema_decay} must lie in (0, 1), e.g. 0.999, or be null (off)")
 

@@ -150,3 +150,56 @@ def test_bf16_autocast_only_where_the_cpu_multiplies_bf16(monkeypatch):
         monkeypatch.setattr(device, "cpu_has_native_bf16", lambda n=native: n)
         assert device.use_bf16_autocast(torch.device("cpu")) is native
         assert device.use_bf16_autocast(torch.device("cpu"), requested=not native) is (not native)
+
+
+def test_soft_labels_score_a_near_miss_better_than_a_far_miss():
+    from vla.lsc import bin_cross_entropy
+
+    targets = torch.tensor([[10]])
+    near, far = torch.full((1, 1, 32), -5.0), torch.full((1, 1, 32), -5.0)
+    near[0, 0, 11], far[0, 0, 25] = 5.0, 5.0  # confident, one bin off / fifteen bins off
+    hard = [bin_cross_entropy(x, targets).item() for x in (near, far)]
+    soft = [bin_cross_entropy(x, targets, label_sigma=1.5).item() for x in (near, far)]
+    assert hard[0] == pytest.approx(hard[1])  # one-hot CE: every miss is the same miss
+    assert soft[0] < soft[1] - 1.0  # soft targets know the bins are ordered
+    logits = torch.randn(2, 5, 32)
+    bins = torch.randint(0, 32, (2, 5))
+    assert torch.allclose(bin_cross_entropy(logits, bins, 0.0),
+                          torch.nn.functional.cross_entropy(logits.transpose(1, 2), bins, reduction="none"))
+
+
+def test_slot_embeddings_tell_masked_slots_apart_and_keep_every_cache_exact(tokenizer):
+    torch.manual_seed(0)
+    model = LLaDAVLA(small_config(tokenizer, slot_embeddings=True)).eval()
+    masked = model.embed_actions(torch.full((1, model.cfg.action_len), MASK))
+    assert not torch.allclose(masked[0, 0], masked[0, 1])  # [MASK] at slot 0 != [MASK] at slot 1
+    obs = make_obs(tokenizer)
+    a1, _ = model.sample_actions(obs, use_cache=True)
+    a2, _ = model.sample_actions(obs, use_cache=False)
+    assert torch.equal(a1, a2)
+    causal = LLaDAVLA(small_config(tokenizer, slot_embeddings=True, attention="causal",
+                                   decoder={"name": "ar", "steps": None})).eval()
+    b1, r1 = causal.sample_actions(obs, use_cache=True)  # the incremental KV cache embeds slot by slot
+    b2, r2 = causal.sample_actions(obs, use_cache=False)
+    assert torch.equal(r1.bins, r2.bins)
+
+
+def test_keypoints_are_the_expected_position_of_each_heat_map(tokenizer):
+    from vla.vision import SpatialSoftmax
+
+    kp = SpatialSoftmax(channels=2, keypoints=2, d_model=8)
+    with torch.no_grad():
+        kp.heat.weight.copy_(torch.eye(2)[:, :, None, None] * 50)  # heat map k = channel k, sharp
+        kp.heat.bias.zero_()
+    fmap = torch.zeros(1, 2, 5, 5)
+    fmap[0, 0, 0, 4] = 1.0  # channel 0 peaks top right
+    fmap[0, 1, 4, 0] = 1.0  # channel 1 peaks bottom left
+    prob = (kp.heat(fmap).flatten(2) / kp.log_temperature.exp()).softmax(-1)
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, 5), torch.linspace(-1, 1, 5), indexing="ij")
+    xy = prob @ torch.stack([xs.flatten(), ys.flatten()], -1)
+    assert torch.allclose(xy[0], torch.tensor([[1.0, -1.0], [-1.0, 1.0]]), atol=1e-3)
+    assert kp(fmap).shape == (1, 2 + 1, 8)  # 2 keypoint tokens + the layout token
+    model = LLaDAVLA(small_config(tokenizer, vision={"keypoints": 4}))
+    assert model.vision.num_tokens == 4 + 4 + 1  # 32 px / 16 px patches = 4 tokens, 4 keypoints, 1 layout
+    obs = make_obs(tokenizer)
+    assert model.embed_prefix(obs)[0].shape[1] == model.vision.num_tokens + obs.text_ids.shape[1] + 1  # + SEP

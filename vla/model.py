@@ -56,6 +56,8 @@ class VLAConfig:
     random_shift: int = 0  # training: pad images by this many pixels and crop back at a random offset (DrQ)
     constant_dims: tuple[int, ...] = ()  # action dims that are constant in the data: no slots, filled with ...
     constant_values: tuple[float, ...] = ()  # ... these values (in the units the model is trained on)
+    slot_embeddings: bool = False  # a learned embedding per action slot (which step, which dim), added to its token
+    label_sigma: float = 0.0  # soft targets: a Gaussian over neighbouring bins with this std (bins); 0 = one-hot
     max_text_len: int = 32  # instruction tokens kept (longer ones are truncated)
     backbone_path: str | None = None  # local LLaDA / LLaDA-V checkpoint dir; overrides `backbone`
     pad_token_id: int = 0  # special ids: set from the text tokenizer, never by hand
@@ -80,8 +82,9 @@ class VLAConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         if self.attention == "causal" and self.num_maskings != 1:
             raise ValueError("num_maskings > 1 needs a masked block; the causal AR baseline scores every slot once")
-        if self.random_shift < 0:
-            raise ValueError(f"random_shift={self.random_shift} must be >= 0 pixels (0 = off)")
+        if self.random_shift < 0 or self.label_sigma < 0:
+            raise ValueError(f"random_shift={self.random_shift} (pixels) and label_sigma={self.label_sigma} (bins) "
+                             "must be >= 0 (0 = off)")
         self.constant_dims, self.constant_values = tuple(self.constant_dims), tuple(self.constant_values)
         if len(self.constant_dims) != len(self.constant_values) or len(set(self.constant_dims)) != len(self.constant_dims):
             raise ValueError(f"constant_dims {self.constant_dims} need one value each, got {self.constant_values}")
@@ -145,6 +148,10 @@ class LLaDAVLA(nn.Module):
         else:
             self.backbone = LLaDABackbone(bb_cfg)
         self.vision = VisionTower(cfg.vision, d)
+        # RoPE moves only queries and keys, so a [MASK] slot's own state says nothing of which
+        # action step and dim it stands for; from scratch that is slow to infer from attention
+        # patterns alone (a pretrained LLaDA has learned it), so each slot can carry its own.
+        self.slot_embed = nn.Parameter(torch.randn(cfg.action_len, d) * 0.02) if cfg.slot_embeddings else None
         self.state_proj = nn.Linear(cfg.state_dim, d) if cfg.state_dim > 0 else None
         low = action_low if action_low is not None else -torch.ones(cfg.action_dim)
         high = action_high if action_high is not None else torch.ones(cfg.action_dim)
@@ -179,10 +186,13 @@ class LLaDAVLA(nn.Module):
         valid.append(torch.cat([text_mask, torch.ones_like(sep, dtype=torch.bool)], 1))
         return torch.cat(parts, 1), torch.cat(valid, 1)
 
-    def embed_actions(self, bins: torch.Tensor) -> torch.Tensor:
-        """(B, L) bins with MASK (-1) -> (B, L, d) embeddings of action / [MASK] tokens."""
+    def embed_actions(self, bins: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """(B, T) bins with MASK (-1) of slots start..start+T -> (B, T, d) embeddings of action / [MASK] tokens."""
         ids = torch.where(bins == MASK, self.cfg.mask_token_id, bins + self.action_tokenizer.offset)
-        return self.backbone.wte(ids)
+        x = self.backbone.wte(ids)
+        if self.slot_embed is None:
+            return x
+        return x + self.slot_embed[start : start + bins.shape[1]].to(x.dtype)
 
     def _head_input(self, h_actions: torch.Tensor, h_sep: torch.Tensor) -> torch.Tensor:
         """Hidden (B, L, d) read out at each slot. Causal mode: slot j is read from the position before it."""
@@ -232,7 +242,7 @@ class LLaDAVLA(nn.Module):
             obs = replace(obs, images=images)
         prefix, valid = self.embed_prefix(obs)
         if cfg.attention == "causal":
-            return causal_action_loss(self.forward_full(prefix, valid, targets), targets, slot_valid)
+            return causal_action_loss(self.forward_full(prefix, valid, targets), targets, slot_valid, cfg.label_sigma)
         bsz, n = targets.shape[0], cfg.num_maskings
         seeds = None if sample_seeds is None else torch.cat([sample_seeds + m * 1_000_000_007 for m in range(n)])
         p_mask, mask = sample_mask(n * bsz, targets.shape[1], cfg.mask_eps, generator, targets.device, seeds,
@@ -249,7 +259,8 @@ class LLaDAVLA(nn.Module):
         else:  # full attention: the prefix sees the block, so each masking needs its own pass
             logits = self.forward_full(prefix.repeat(n, 1, 1), valid.repeat(n, 1), bins)
         scored = mask if valid_m is None else mask & valid_m
-        losses = [masked_diffusion_loss(logits[i], targets_m[i], scored[i], p_mask[i], cfg.loss_weighting)
+        losses = [masked_diffusion_loss(logits[i], targets_m[i], scored[i], p_mask[i], cfg.loss_weighting,
+                                        cfg.label_sigma)
                   for i in torch.arange(n * bsz, device=targets.device).view(n, bsz)]
         loss = torch.stack([loss for loss, _ in losses]).mean()
         metrics = {k: torch.stack([m[k] for _, m in losses]).mean() for k in losses[0][1]}
@@ -348,7 +359,8 @@ class LLaDAVLA(nn.Module):
                                   (slot < start).expand(bsz, 1, t, alen),
                                   (slot[:t, None] >= slot[None, :t]).expand(bsz, 1, t, t)], -1)
                 positions = cache.next_position[:, None] + slot[new]
-                hidden, kvs = self.backbone(self.embed_actions(bins[:, new]), positions, mask, past=past, return_kv=True)
+                hidden, kvs = self.backbone(self.embed_actions(bins[:, new], start), positions, mask, past=past,
+                                            return_kv=True)
                 for (k_new, v_new), k, v in zip(kvs, keys, values, strict=True):
                     k[:, :, plen + start : plen + run] = k_new
                     v[:, :, plen + start : plen + run] = v_new

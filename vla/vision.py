@@ -18,6 +18,15 @@ BAKU condition their encoders) scales and shifts the output of every encoder blo
 vector, so the encoder can look for "the red block" before the backbone ever sees a
 token. The FiLM layers start at zero: an untrained FiLM tower equals the plain one.
 Training-time augmentation: `random_shift` (DrQ, Kostrikov et al. 2020).
+
+Spatial-softmax keypoints (`keypoints` K > 0; Levine et al. 2016, Diffusion Policy's
+ResNet head): a 1x1 convolution turns the final feature map into K heat maps, a softmax
+over positions turns each into an expected (x, y) in [-1, 1], and each keypoint becomes
+one more token (its coordinates projected to d, plus a learned embedding saying which
+keypoint it is), followed by one token holding all K coordinates at once (a linear map of
+the 2K numbers: the whole layout in one place, as a keypoint MLP head would see it). Where an object is becomes a number the action head reads linearly,
+instead of something attention has to work out from which patch lights up; with FiLM the
+heat maps follow the instruction ("where is the red block").
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ class VisionConfig:
     freeze: bool = False  # freeze the encoder (projector stays trainable)
     encoder_kwargs: dict = field(default_factory=dict)  # extra timm kwargs, e.g. {"depth": 6}
     film: bool = False  # condition every encoder block on the instruction (FiLM)
+    keypoints: int = 0  # spatial-softmax keypoint tokens appended per camera (0 = none)
 
     def __post_init__(self):
         self.cameras = tuple(self.cameras)
@@ -122,7 +132,7 @@ class FiLM(nn.Module):
         if cond is None:
             self._params = None
             return
-        h = self.trunk(cond)
+        h = self.trunk(nn.functional.layer_norm(cond, cond.shape[-1:]))  # unit scale, whatever the embeddings
         self._params = [head(h).chunk(2, -1) for head in self.heads]
 
     def _modulate(self, i: int, out: torch.Tensor) -> torch.Tensor | None:
@@ -134,6 +144,29 @@ class FiLM(nn.Module):
         else:  # ViT block (B', N, C)
             gamma, beta = gamma[:, None], beta[:, None]
         return out * (1 + gamma.to(out.dtype)) + beta.to(out.dtype)
+
+
+class SpatialSoftmax(nn.Module):
+    """Feature map (B, C, h, w) -> K keypoint tokens + 1 layout token (B, K + 1, d): the expected
+    (x, y) of K heat maps, one token each, then all 2K coordinates in one token."""
+
+    def __init__(self, channels: int, keypoints: int, d_model: int):
+        super().__init__()
+        self.heat = nn.Conv2d(channels, keypoints, 1)
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+        self.coords = nn.Linear(2, d_model)
+        self.embed = nn.Parameter(torch.randn(keypoints, d_model) * 0.02)
+        self.layout = nn.Linear(2 * keypoints, d_model)
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        bsz, _, h, w = fmap.shape
+        heat = self.heat(fmap).flatten(2).float() / self.log_temperature.exp()  # (B, K, h*w)
+        prob = heat.softmax(-1)
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=fmap.device),
+                                torch.linspace(-1, 1, w, device=fmap.device), indexing="ij")
+        grid = torch.stack([xs.flatten(), ys.flatten()], -1)  # (h*w, 2)
+        xy = (prob @ grid).to(self.coords.weight.dtype)  # (B, K, 2) expected coordinates
+        return torch.cat([self.coords(xy) + self.embed, self.layout(xy.flatten(1))[:, None]], 1)
 
 
 class Projector(nn.Module):
@@ -171,6 +204,13 @@ class VisionTower(nn.Module):
         self.pos_embed = None
         if not hasattr(self.encoder, "pos_embed"):
             self.pos_embed = nn.Parameter(torch.randn(self.tokens_per_camera, d_model) * 0.02)
+        self.keypoints = None
+        if cfg.keypoints > 0:
+            side = int(round(self.tokens_per_camera**0.5))
+            if probe.ndim != 3 or side * side != self.tokens_per_camera:
+                raise ValueError(f"keypoints need a square feature map; {cfg.encoder} gives "
+                                 f"{self.tokens_per_camera} tokens (set vision keypoints=0)")
+            self.keypoints = SpatialSoftmax(feat_dim, cfg.keypoints, d_model)
         self.film = None
         if cfg.film:
             stages = _encoder_stages(self.encoder)
@@ -187,7 +227,8 @@ class VisionTower(nn.Module):
 
     @property
     def num_tokens(self) -> int:
-        return self.tokens_per_camera * len(self.cfg.cameras)
+        extra = self.cfg.keypoints + 1 if self.cfg.keypoints else 0  # K keypoint tokens + the layout token
+        return (self.tokens_per_camera + extra) * len(self.cfg.cameras)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalized -> (B, N_img, C_vis) patch tokens."""
@@ -230,11 +271,16 @@ class VisionTower(nn.Module):
                 raise ValueError("this vision tower is conditioned on the instruction (film=True); pass it")
             self.film.set_condition(instruction.to(x.dtype).repeat(n_cam, 1))
         try:
-            tokens = self.projector(self._features(x))  # (n_cam*B, N_img, d)
+            features = self._features(x)  # (n_cam*B, N_img, C_vis)
         finally:
             if self.film is not None:
                 self.film.set_condition(None)
+        tokens = self.projector(features)  # (n_cam*B, N_img, d)
         if self.pos_embed is not None:
             tokens = tokens + self.pos_embed
+        if self.keypoints is not None:
+            side = int(round(features.shape[1] ** 0.5))
+            fmap = features.transpose(1, 2).reshape(features.shape[0], -1, side, side)  # (n_cam*B, C_vis, h, w)
+            tokens = torch.cat([tokens, self.keypoints(fmap).to(tokens.dtype)], 1)  # (n_cam*B, N_img + K + 1, d)
         tokens = tokens.view(n_cam, bsz, -1, tokens.shape[-1]) + self.camera_embed[:, None, None, :]
         return tokens.permute(1, 0, 2, 3).reshape(bsz, -1, tokens.shape[-1])  # (B, n_cam*N_img, d)
