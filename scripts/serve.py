@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-from vla.policies.server import DEFAULT_MAX_MESSAGE_BYTES, LeRobotPolicyBackend, PolicyServer
+from vla.policies.server import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PENDING, LeRobotPolicyBackend, PolicyServer
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--control-hz", type=float, default=None, help="default: the training dataset's fps, else 20")
     parser.add_argument("--token", default=os.environ.get("VLA_SERVE_TOKEN"), help="shared secret clients must send")
     parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES)
+    parser.add_argument("--max-pending", type=int, default=DEFAULT_MAX_PENDING,
+                        help="requests one connection may pipeline; later ones get an error frame naming this")
     parser.add_argument("--action-names", default=None, help="comma-separated, one per action dimension")
     parser.add_argument("--state-names", default=None, help="comma-separated, one per state dimension")
     parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up inference before listening")
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_warmup:
         backend.warmup()
     server = PolicyServer(backend, host=args.host, port=args.port, token=args.token,
-                          max_message_bytes=args.max_message_bytes)
+                          max_message_bytes=args.max_message_bytes, max_pending=args.max_pending)
     meta = backend.metadata
 
     def ready(port: int) -> None:
