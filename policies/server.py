@@ -60,6 +60,12 @@ HARD_PENDING_FACTOR = 64  # unanswered frames (held + refused, a few bytes each)
 CLOSE_POLICY_VIOLATION = 1008
 
 
+# instructions of many, a few, and one token(s) (a single character is one token in any tokenizer), then a
+# typical one again: the prefix shapes torch.compile specializes on (see `LeRobotPolicyBackend.warmup`)
+WARMUP_TASKS = (" ".join(["pick up the red block and put it on the green zone"] * 8), "touch the blue block", "x",
+                "push the red block onto the green zone")
+
+
 class InferenceBackend(Protocol):
     """What the server serves: metadata plus observation -> (H, D) float32 action chunk."""
 
@@ -108,15 +114,20 @@ class LeRobotPolicyBackend:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None, control_hz: float | None = None,
-                        bf16_weights: bool = False, compile: bool = False, **names: Any) -> LeRobotPolicyBackend:
+                        bf16_weights: bool = False, compile: bool = False, allow_emulated_bf16: bool = False,
+                        **names: Any) -> LeRobotPolicyBackend:
         """Load `path` (a `pretrained_model` dir); control_hz defaults to the dataset's fps, else 20.
 
-        bf16_weights / compile: llada_vla's inference speed-ups (`prepare_for_inference`)."""
+        bf16_weights / compile: llada_vla's inference speed-ups (`prepare_for_inference`).
+        bf16 weights on a CPU without native bf16 matmuls are refused (`ValueError`, before
+        any weight is read) unless `allow_emulated_bf16`: there they are slower than fp32."""
+        import torch
         from lerobot.configs.policies import PreTrainedConfig
         from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
         import vla.policies.configuration_llada_vla  # noqa: F401  (registers the llada_vla config ...)
         import vla.policies.processor_llada_vla  # noqa: F401  (... and its processor steps)
+        from vla.device import cpu_has_native_bf16
 
         path = Path(path)
         if not (path / "config.json").is_file():
@@ -124,6 +135,11 @@ class LeRobotPolicyBackend:
         config = PreTrainedConfig.from_pretrained(path)
         if device:
             config.device = device
+        if bf16_weights and torch.device(config.device).type == "cpu" and not cpu_has_native_bf16() \
+                and not allow_emulated_bf16:
+            raise ValueError("--bf16-weights on a CPU without native bf16 matmuls (neither AMX nor AVX512-BF16 in "
+                             "/proc/cpuinfo): bf16 is emulated there and decodes ~2.7x slower than fp32 "
+                             "(docs/speed.md); serve in fp32 (drop --bf16-weights), or pass --allow-emulated-bf16")
         policy = get_policy_class(config.type).from_pretrained(path, config=config)
         if bf16_weights or compile:
             if not hasattr(policy, "prepare_for_inference"):
@@ -147,11 +163,22 @@ class LeRobotPolicyBackend:
         batch["task"] = [observation["task"]]
         return batch
 
-    def warmup(self) -> None:
-        """One inference on a blank observation (first calls pay one-time allocation costs)."""
-        meta = self.metadata
-        self.infer({"images": {c: np.zeros(s, np.uint8) for c, s in meta.cameras.items()},
-                    "state": np.zeros(meta.state_dim, np.float32), "task": "warm up"})
+    def warmup(self, tasks: tuple[str, ...] = WARMUP_TASKS) -> list[float]:
+        """Real-shaped requests before serving, so that a client's first request runs at steady-state latency.
+
+        Random images of every camera's shape and a state, with instructions of several token
+        counts (`WARMUP_TASKS`): the prefix length follows the instruction, and torch.compile
+        compiles for the first length, recompiles once with dynamic shapes at the second and
+        once more for a 1-token prefix (sizes 0 and 1 are specialized). Here, not on a client.
+        -> each request's latency (ms); the last is the steady state."""
+        meta, rng = self.metadata, np.random.default_rng(0)
+        latencies = []
+        for task in tasks:
+            start = time.perf_counter()
+            self.infer({"images": {c: rng.integers(0, 256, s, dtype=np.uint8) for c, s in meta.cameras.items()},
+                        "state": rng.normal(size=meta.state_dim).astype(np.float32), "task": task})
+            latencies.append((time.perf_counter() - start) * 1000.0)
+        return latencies
 
     def infer(self, observation: dict[str, Any]) -> np.ndarray:
         import torch
@@ -210,7 +237,8 @@ class PolicyServer:
         if request.path.split("?")[0] == "/healthz":
             body = {"status": "ok", **self.stats, "policy": self.metadata.policy}
             response = connection.respond(200, json.dumps(body) + "\n")
-            response.headers["Content-Type"] = "application/json"  # respond() wrote text/plain
+            del response.headers["Content-Type"]  # respond() wrote text/plain; Headers would keep both
+            response.headers["Content-Type"] = "application/json"
             return response
         if self.token is not None:
             given = request.headers.get("Authorization", "")

@@ -42,7 +42,9 @@ def test_metadata_health_and_timing(server):
         assert np.isfinite(result.actions).all()
         assert 0 < result.infer_ms <= result.server_ms <= result.rtt_ms
         assert result.queue_ms >= 0 and client.ping() > 0
-    body = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=5).read())
+    response = urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/healthz", timeout=5)
+    assert response.headers["Content-Type"] == "application/json"
+    body = json.loads(response.read())
     assert body["status"] == "ok" and body["requests"] >= 2 and body["policy"] == "llada_vla"
 
 
