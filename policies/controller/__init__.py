@@ -8,7 +8,8 @@
 
 Imports numpy and the stdlib only (not even the client: any object with `infer` and
 `connected` is a chunk source, `vla.policies.client.PolicyClient` being the usual one).
-The MuJoCo robot over our simulation suites is `vla.envs.robot_sim.SimRobot`.
+The MuJoCo robot over our simulation suites is `vla.envs.robot_sim.SimRobot`. On a robot
+computer this package is `vla_client.controller` (the `llada-vla-client` distribution).
 """
 
 from .chunks import ENSEMBLE_MODES, ActionSchedule
