@@ -15,6 +15,7 @@ LeRobot plugin today.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,27 +78,41 @@ def make_sim_robot(suite: str, seed: int, task: str = "all", **env_kwargs: Any) 
 
 
 def run_sim_episodes(source: Any, suite: str, seeds: list[int], config: ControllerConfig, safety: SafetyConfig,
-                     task: str = "all", **env_kwargs: Any) -> tuple[list[dict[str, Any]], RunReport]:
+                     task: str = "all", on_episode: Callable[[dict[str, Any]], None] | None = None,
+                     on_event: Callable[[str], None] | None = None,
+                     **env_kwargs: Any) -> tuple[list[dict[str, Any]], RunReport]:
     """Run one controller episode per seed; -> (per-episode records, all ticks/requests merged).
 
     `source` is a connected `PolicyClient` (or any chunk source). An episode runs until the
-    env ends it (episode_length, default 100 steps) or 2x that many ticks.
+    env ends it (episode_length, default 100 steps) or 2x that many ticks (holds that send
+    nothing do not step the env). `on_episode(record)` runs as each episode ends and
+    `on_event(line)` for the loop's console lines. Once a loop gives up (`give_up_s`
+    without a chunk) no further episode starts; the merged report's `stopped` says why.
+    A record's `holds` counts its ticks that held (never more than its `ticks`); `steps`
+    counts env steps (commands applied, holds included).
     """
     records, merged = [], RunReport()
     env = make_env(suite, task=task, **env_kwargs)
     try:
         for seed in seeds:
             robot = SimRobot(env, seed)
-            loop = ControlLoop(robot, source, SafetyLayer(safety), config)
+            loop = ControlLoop(robot, source, SafetyLayer(safety), config, on_event=on_event)
             report = loop.run(max_steps=2 * getattr(env, "_max_episode_steps", 500))
             summary = report.summary()
             records.append({"seed": seed, "task": robot.task, "success": robot.success, "steps": robot.steps,
-                            "holds": summary["holds"], "watchdog_fired": summary["watchdog_fired"]})
+                            "ticks": summary["ticks"], "holds": summary["holds"],
+                            "hold_reasons": summary["hold_reasons"],
+                            "watchdog_fired": summary["watchdog_fired"], "stopped": report.stopped})
             merged.ticks += report.ticks
             merged.requests += report.requests
             merged.watchdog_fired += report.watchdog_fired
             for k, v in report.safety_counts.items():
                 merged.safety_counts[k] = merged.safety_counts.get(k, 0) + v
+            if on_episode is not None:
+                on_episode(records[-1])
+            if report.stopped:
+                merged.stopped = report.stopped
+                break
     finally:
         env.close()
     return records, merged

@@ -11,6 +11,13 @@ This module owns serving action chunks to robot controllers (`scripts/serve.py`)
   Bearer ...`, HTTP 401 otherwise), and replies to every frame: actions with timing, or an
   error frame that says what was wrong. A malformed frame never ends the connection.
 
+Backpressure: each connection reads its frames as they come (a client that sends without
+reading replies never blocks its own sends, so its keepalive pongs get through) and answers
+them in order. At most `max_pending` requests per connection wait for inference; each frame
+beyond that is answered, in its turn, with an error frame naming the limit (nothing but
+its id is kept). A client that lets `HARD_PENDING_FACTOR * max_pending` replies go unread
+is closed with code 1008 and a reason naming the limit. Nothing is dropped silently.
+
 Concurrency: any number of clients; the event loop decodes and validates, and inference
 runs on ONE thread (a FIFO queue over one model), so requests are serialized in arrival
 order and `queue_ms` in each reply says how long one waited. `serve_forever` runs the
@@ -28,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import queue
 import threading
 import time
@@ -43,8 +51,19 @@ from websockets.http11 import Request, Response
 from .client.protocol import Metadata, ProtocolError, error_message, parse_request, request_id_of, timing_ms
 from .client.wire import WireError, pack, unpack
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 2**20
 HARD_LIMIT_FACTOR = 4  # websockets closes the connection above this multiple of the limit
+DEFAULT_MAX_PENDING = 16  # requests per connection held for inference (memory: this x max_message_bytes)
+HARD_PENDING_FACTOR = 64  # unanswered frames (held + refused, a few bytes each) above this x max_pending: close
+CLOSE_POLICY_VIOLATION = 1008
+
+
+# instructions of many, a few, and one token(s) (a single character is one token in any tokenizer), then a
+# typical one again: the prefix shapes torch.compile specializes on (see `LeRobotPolicyBackend.warmup`)
+WARMUP_TASKS = (" ".join(["pick up the red block and put it on the green zone"] * 8), "touch the blue block", "x",
+                "push the red block onto the green zone")
 
 
 class InferenceBackend(Protocol):
@@ -95,15 +114,20 @@ class LeRobotPolicyBackend:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None, control_hz: float | None = None,
-                        bf16_weights: bool = False, compile: bool = False, **names: Any) -> LeRobotPolicyBackend:
+                        bf16_weights: bool = False, compile: bool = False, allow_emulated_bf16: bool = False,
+                        **names: Any) -> LeRobotPolicyBackend:
         """Load `path` (a `pretrained_model` dir); control_hz defaults to the dataset's fps, else 20.
 
-        bf16_weights / compile: llada_vla's inference speed-ups (`prepare_for_inference`)."""
+        bf16_weights / compile: llada_vla's inference speed-ups (`prepare_for_inference`).
+        bf16 weights on a CPU without native bf16 matmuls are refused (`ValueError`, before
+        any weight is read) unless `allow_emulated_bf16`: there they are slower than fp32."""
+        import torch
         from lerobot.configs.policies import PreTrainedConfig
         from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
         import vla.policies.configuration_llada_vla  # noqa: F401  (registers the llada_vla config ...)
         import vla.policies.processor_llada_vla  # noqa: F401  (... and its processor steps)
+        from vla.device import cpu_has_native_bf16
 
         path = Path(path)
         if not (path / "config.json").is_file():
@@ -111,6 +135,11 @@ class LeRobotPolicyBackend:
         config = PreTrainedConfig.from_pretrained(path)
         if device:
             config.device = device
+        if bf16_weights and torch.device(config.device).type == "cpu" and not cpu_has_native_bf16() \
+                and not allow_emulated_bf16:
+            raise ValueError("--bf16-weights on a CPU without native bf16 matmuls (neither AMX nor AVX512-BF16 in "
+                             "/proc/cpuinfo): bf16 is emulated there and decodes ~2.7x slower than fp32 "
+                             "(docs/speed.md); serve in fp32 (drop --bf16-weights), or pass --allow-emulated-bf16")
         policy = get_policy_class(config.type).from_pretrained(path, config=config)
         if bf16_weights or compile:
             if not hasattr(policy, "prepare_for_inference"):
@@ -134,11 +163,22 @@ class LeRobotPolicyBackend:
         batch["task"] = [observation["task"]]
         return batch
 
-    def warmup(self) -> None:
-        """One inference on a blank observation (first calls pay one-time allocation costs)."""
-        meta = self.metadata
-        self.infer({"images": {c: np.zeros(s, np.uint8) for c, s in meta.cameras.items()},
-                    "state": np.zeros(meta.state_dim, np.float32), "task": "warm up"})
+    def warmup(self, tasks: tuple[str, ...] = WARMUP_TASKS) -> list[float]:
+        """Real-shaped requests before serving, so that a client's first request runs at steady-state latency.
+
+        Random images of every camera's shape and a state, with instructions of several token
+        counts (`WARMUP_TASKS`): the prefix length follows the instruction, and torch.compile
+        compiles for the first length, recompiles once with dynamic shapes at the second and
+        once more for a 1-token prefix (sizes 0 and 1 are specialized). Here, not on a client.
+        -> each request's latency (ms); the last is the steady state."""
+        meta, rng = self.metadata, np.random.default_rng(0)
+        latencies = []
+        for task in tasks:
+            start = time.perf_counter()
+            self.infer({"images": {c: rng.integers(0, 256, s, dtype=np.uint8) for c, s in meta.cameras.items()},
+                        "state": rng.normal(size=meta.state_dim).astype(np.float32), "task": task})
+            latencies.append((time.perf_counter() - start) * 1000.0)
+        return latencies
 
     def infer(self, observation: dict[str, Any]) -> np.ndarray:
         import torch
@@ -177,12 +217,15 @@ class PolicyServer:
     """Serves an `InferenceBackend` on ws://host:port (see the module docstring)."""
 
     def __init__(self, backend: InferenceBackend, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, max_pending: int = DEFAULT_MAX_PENDING) -> None:
         if max_message_bytes < 1024:
             raise ValueError(f"max_message_bytes={max_message_bytes} is too small for any observation; use >= 1024")
+        if max_pending < 1:
+            raise ValueError(f"max_pending={max_pending}; a connection must be able to hold at least 1 request")
         self.backend, self.host, self.port, self.token = backend, host, port, token
-        self.max_message_bytes = max_message_bytes
-        self.metadata = Metadata(**{**backend.metadata.__dict__, "max_message_bytes": max_message_bytes})
+        self.max_message_bytes, self.max_pending = max_message_bytes, max_pending
+        self.metadata = Metadata(**{**backend.metadata.__dict__, "max_message_bytes": max_message_bytes,
+                                    "max_pending": max_pending})
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.stats = {"requests": 0, "errors": 0, "clients": 0}
         self._thread: threading.Thread | None = None
@@ -193,7 +236,10 @@ class PolicyServer:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.path.split("?")[0] == "/healthz":
             body = {"status": "ok", **self.stats, "policy": self.metadata.policy}
-            return connection.respond(200, json.dumps(body) + "\n")
+            response = connection.respond(200, json.dumps(body) + "\n")
+            del response.headers["Content-Type"]  # respond() wrote text/plain; Headers would keep both
+            response.headers["Content-Type"] = "application/json"
+            return response
         if self.token is not None:
             given = request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
@@ -203,17 +249,67 @@ class PolicyServer:
 
     # -- websocket side -----------------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:
+        """Read frames as they come (see Backpressure in the module docstring); `_answer` replies in order."""
         self.stats["clients"] += 1
+        backlog: asyncio.Queue = asyncio.Queue()  # ("frame", bytes, received) | ("refuse", id, received)
+        counts = {"held": 0, "unanswered": 0}
+        answerer = None
         try:
             await ws.send(pack(self.metadata.to_message()))
+            answerer = asyncio.create_task(self._answer(ws, backlog, counts))
             async for frame in ws:
                 received = time.perf_counter()
-                reply = await self._reply(frame, received)
-                await ws.send(pack(reply))
+                if counts["unanswered"] >= HARD_PENDING_FACTOR * self.max_pending:
+                    await ws.close(CLOSE_POLICY_VIOLATION, f"{counts['unanswered']} replies unread (limit "
+                                   f"{HARD_PENDING_FACTOR}x max_pending={self.max_pending}); read replies")
+                    break
+                counts["unanswered"] += 1
+                if counts["held"] < self.max_pending:
+                    counts["held"] += 1
+                    backlog.put_nowait(("frame", frame, received))
+                else:  # keep the id only, answer with an error frame in its turn
+                    backlog.put_nowait(("refuse", self._request_id(frame), received))
         except ConnectionClosed:
             pass
         finally:
             self.stats["clients"] -= 1
+            if answerer is not None:
+                answerer.cancel()
+                await asyncio.gather(answerer, return_exceptions=True)
+
+    async def _answer(self, ws: ServerConnection, backlog: asyncio.Queue, counts: dict[str, int]) -> None:
+        """Reply to the frames of one connection in arrival order (runs until cancelled)."""
+        while True:
+            kind, payload, received = await backlog.get()
+            if kind == "frame":
+                try:
+                    reply = await self._reply(payload, received)
+                except Exception as exc:  # a server bug: say so and close, rather than leave the client waiting
+                    logger.exception("replying to a frame failed")
+                    await ws.close(1011, f"internal server error: {type(exc).__name__}"[:120])
+                    return
+                counts["held"] -= 1
+            else:
+                self.stats["requests"] += 1
+                self.stats["errors"] += 1
+                reply = error_message(payload, f"too many pipelined requests: {self.max_pending} already wait "
+                                               f"for replies on this connection (server limit max_pending="
+                                               f"{self.max_pending}); read each reply before sending more, or "
+                                               "start the server with a larger --max-pending")
+            try:
+                await ws.send(pack(reply))
+            except ConnectionClosed:
+                return
+            counts["unanswered"] -= 1
+
+    def _request_id(self, frame: bytes | str) -> int | None:
+        """The id of a frame that will not be served (None when it does not decode)."""
+        if isinstance(frame, str):
+            return None
+        try:
+            return request_id_of(unpack(frame, max_bytes=self.max_message_bytes))
+        except WireError:
+            return None
 
     async def _reply(self, frame: bytes | str, received: float) -> dict[str, Any]:
         self.stats["requests"] += 1

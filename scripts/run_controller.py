@@ -4,8 +4,11 @@
     python scripts/run_controller.py --url ws://127.0.0.1:8000 --suite tabletop --episodes 10
     python scripts/run_controller.py --policy.path=DIR --episodes 10   # starts a loopback server itself
 
-Reports per-episode success, control-rate jitter (how late each tick ran) and round-trip
-latency. --mode realtime (default) runs the fixed-rate loop with inference overlapped
+Prints each episode's result as it ends, a line when the connection drops or comes back and
+at the first hold of each reason (with the fix to try), then control-rate jitter (how late
+each tick ran), round-trip latency and what to change if the robot held. Once no chunk
+arrived for --give-up-s it stops with exit code 1 (a dead server does not run every
+remaining episode). --mode realtime (default) runs the fixed-rate loop with inference overlapped
 with execution, watchdog and safety layer; --mode lockstep waits for every chunk (the
 simulator pauses), which reproduces in-process `select_action` exactly.
 """
@@ -18,9 +21,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vla.envs.evaluation import EVAL_SEED_BASE
 from vla.envs.robot_sim import SUITE_FPS, run_sim_episodes, suite_safety_config
-from vla.policies.client import PolicyClient
-from vla.policies.controller import ENSEMBLE_MODES, ControllerConfig
+from vla.policies.client import PolicyClient, PolicyConnectionError
+from vla.policies.controller import ENSEMBLE_MODES, ControllerConfig, diagnose
 
 
 def start_server(policy_path: str, token: str | None, extra: list[str] | None = None) -> tuple[subprocess.Popen, str]:
@@ -34,26 +38,50 @@ def start_server(policy_path: str, token: str | None, extra: list[str] | None = 
     raise RuntimeError(f"scripts/serve.py exited with {proc.wait()} before serving; see its output above")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help: this docstring as written, and every option's default."""
+
+
+def say(line: str) -> None:
+    print(f"[controller] {line}", flush=True)
+
+
+def print_episode(record: dict, total: int, index: list[int]) -> None:
+    """One line per episode, as soon as it ends."""
+    index[0] += 1
+    held = ", ".join(f"{k} {v}" for k, v in sorted(record["hold_reasons"].items(), key=lambda kv: -kv[1]))
+    print(f"episode {index[0]}/{total}  seed {record['seed']}  {'success' if record['success'] else 'failure'}  "
+          f"{record['steps']:>3} steps  {record['ticks']:>3} ticks  {record['holds']:>3} held"
+          f"{f' ({held})' if held else ''}  {record['task']}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--url", help="ws://HOST:PORT of a running scripts/serve.py")
     p.add_argument("--policy.path", dest="policy_path", help="start a loopback server for this policy instead")
-    p.add_argument("--token", default=None)
-    p.add_argument("--suite", default="tabletop", choices=sorted(SUITE_FPS))
-    p.add_argument("--task", default="all")
-    p.add_argument("--episodes", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")
-    p.add_argument("--episode-length", type=int, default=None)
-    p.add_argument("--mode", choices=["realtime", "lockstep"], default="realtime")
+    p.add_argument("--token", default=None, help="the server's shared secret")
+    p.add_argument("--suite", default="tabletop", choices=sorted(SUITE_FPS), help="simulation suite")
+    p.add_argument("--task", default="all", help="task (family) of the suite, or all")
+    p.add_argument("--episodes", type=int, default=5, help="episodes to run")
+    p.add_argument("--seed", type=int, default=EVAL_SEED_BASE,
+                   help="episode i uses seed + i; the default is evaluation's base, disjoint from demonstration seeds")
+    p.add_argument("--episode-length", type=int, default=None, help="env steps per episode (default: the suite's)")
+    p.add_argument("--mode", choices=["realtime", "lockstep"], default="realtime",
+                   help="realtime: fixed rate, inference overlapped; lockstep: wait for every chunk")
     p.add_argument("--hz", type=float, default=None, help="control rate (default: the server's metadata)")
-    p.add_argument("--prefetch-steps", type=int, default=2)
-    p.add_argument("--ensemble", choices=ENSEMBLE_MODES, default="latest")
-    p.add_argument("--deadline-s", type=float, default=0.5)
+    p.add_argument("--prefetch-steps", type=int, default=2,
+                   help="request the next chunk when this many planned actions remain (< n_action_steps)")
+    p.add_argument("--ensemble", choices=ENSEMBLE_MODES, default="latest", help="how overlapping chunks merge")
+    p.add_argument("--deadline-s", type=float, default=0.5, help="watchdog: hold once no fresh chunk for this long")
+    p.add_argument("--give-up-s", type=float, default=10.0,
+                   help="stop with exit code 1 once no fresh chunk arrived for this long (0: never)")
     p.add_argument("--max-delta", type=float, default=None, help="largest action change per step (default: off)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
     if bool(args.url) == bool(args.policy_path):
         p.error("pass exactly one of --url (a running server) or --policy.path (start one on loopback)")
+    if args.give_up_s < 0:
+        p.error(f"--give-up-s {args.give_up_s}: use a positive number of seconds, or 0 to never give up")
 
     proc, url = start_server(args.policy_path, args.token) if args.policy_path else (None, args.url)
     try:
@@ -62,11 +90,15 @@ def main(argv: list[str] | None = None) -> dict:
             config = ControllerConfig(control_hz=args.hz or meta.control_hz, n_action_steps=meta.n_action_steps,
                                       prefetch_steps=min(args.prefetch_steps, meta.n_action_steps - 1),
                                       ensemble=args.ensemble, deadline_s=args.deadline_s,
-                                      lockstep=args.mode == "lockstep")
+                                      lockstep=args.mode == "lockstep", give_up_s=args.give_up_s or None)
             env_kwargs = {"episode_length": args.episode_length} if args.episode_length else {}
             seeds = [args.seed + i for i in range(args.episodes)]
-            episodes, report = run_sim_episodes(client, args.suite, seeds, config, suite_safety_config(args.max_delta),
-                                                task=args.task, **env_kwargs)
+            counter = [0]
+            episodes, report = run_sim_episodes(
+                client, args.suite, seeds, config, suite_safety_config(args.max_delta), task=args.task,
+                on_episode=lambda record: print_episode(record, len(seeds), counter), on_event=say, **env_kwargs)
+    except PolicyConnectionError as exc:
+        p.exit(1, f"run_controller.py: error: {exc}\n")
     finally:
         if proc is not None:
             proc.terminate()
@@ -74,19 +106,20 @@ def main(argv: list[str] | None = None) -> dict:
     summary = report.summary()
     result = {"url": url, "mode": args.mode, "control_hz": config.control_hz, "episodes": episodes,
               "success_rate": sum(e["success"] for e in episodes) / len(episodes), **summary}
-    for e in episodes:
-        print(f"seed {e['seed']:>4}  {'success' if e['success'] else 'failure'}  {e['steps']:>3} steps  "
-              f"{e['holds']:>3} holds  {e['task']}")
     jit, rtt = summary["jitter_ms"], summary["rtt_ms"]
     print(f"success {result['success_rate']:.0%} over {len(episodes)} episodes ({args.mode}, {config.control_hz:g} Hz)\n"
           f"jitter ms  p50 {jit['p50']:.2f}  p99 {jit['p99']:.2f}  max {jit['max']:.2f}\n"
           f"rtt ms     p50 {rtt['p50']:.2f}  p99 {rtt['p99']:.2f}  max {rtt['max']:.2f}  "
           f"({summary['requests']} requests, {summary['failed_requests']} failed)\n"
           f"holds {summary['holds']} / {summary['ticks']} ticks, watchdog fired {summary['watchdog_fired']} times")
+    for line in diagnose(summary, config.control_hz, config.n_action_steps, config.prefetch_steps, config.lockstep):
+        print(f"  {line}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=float))
+    if report.stopped:
+        print(f"stopped after {len(episodes)} of {len(seeds)} episodes: {report.stopped}", file=sys.stderr, flush=True)
     return result
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(1 if main()["stopped"] else 0)

@@ -30,6 +30,12 @@ ceil(masked / steps_left) (LLaDA's even split), so exactly `steps` forwards fill
 Optional secondary remasking (Discrete Diffusion VLA, arXiv 2508.20072): after a step,
 earlier-committed slots whose current probability falls below a threshold that rises
 linearly over steps to `cfg.remask` are masked again (never at the last step).
+
+Any logits finish: `propose` maps a NaN confidence to 0 and clamps proposals into
+[0, K), so every selection key of a masked slot is finite and each step commits exactly
+the scheduled count; a model that emits NaN or +-inf still yields a full block of valid
+tokens (garbage in, but never a stuck decoder). The model keeps its inputs finite so
+that this never happens for a finite observation (`vla.model.LLaDAVLA.embed_prefix`).
 """
 
 from __future__ import annotations
@@ -90,6 +96,10 @@ def propose(logits: torch.Tensor | LSCHidden, temperature: float, generator: tor
     Given an `LSCHidden` and `need_probs=False`, the fused LSC epilogue computes x0 and
     p(x0) without materializing probabilities (probs is then None); the same Gumbel
     draws are taken from `generator`, added in fp32 instead of float64.
+
+    Non-finite logits (NaN, +-inf) give NaN softmaxes; confidences are returned with NaN
+    as 0 and clamped to [0, 1], proposals clamped to [0, K), so the selection rules of
+    `_loop` always see finite keys and commit their scheduled count.
     """
     fused = isinstance(logits, LSCHidden)
     if fused and need_probs:  # secondary remasking reads probabilities of committed slots
@@ -106,10 +116,16 @@ def propose(logits: torch.Tensor | LSCHidden, temperature: float, generator: tor
     if fused:
         noise = None if gumbel is None else (temperature * gumbel).float()
         x0, conf = lsc_epilogue(logits.hidden, logits.weight, noise, logits.backend)
-        return x0, conf, None
+        return _sanitize(x0, conf, shape[-1]) + (None,)
     probs = logits.float().softmax(-1)
     x0 = logits.argmax(-1) if gumbel is None else (logits.double() + temperature * gumbel).argmax(-1)
-    return x0, probs.gather(-1, x0[..., None]).squeeze(-1), probs
+    x0, conf = _sanitize(x0, probs.gather(-1, x0.clamp(0, shape[-1] - 1)[..., None]).squeeze(-1), shape[-1])
+    return x0, conf, probs
+
+
+def _sanitize(x0: torch.Tensor, conf: torch.Tensor, num_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Proposals clamped into [0, K) and confidences into [0, 1], NaN read as 0 (see `propose`)."""
+    return x0.clamp(0, num_bins - 1), torch.nan_to_num(conf, nan=0.0).clamp(0.0, 1.0)
 
 
 def select_lowest(key: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
@@ -155,7 +171,7 @@ def _loop(predictor, batch_size, chunk_size, action_dim, cfg, generator, device,
             commit_step = torch.where(weak, -1, commit_step)
         x = torch.where(chosen, x0, x)
         commit_step = torch.where(chosen, step, commit_step)
-    if (x == MASK).any():  # only reachable if a rule commits nothing at the last step
+    if (x == MASK).any():  # unreachable: keys of masked slots are finite, so each rule commits its count
         raise RuntimeError("decoder left masked slots; this is a bug in the selection rule")
     return DecodeResult(bins=x, nfe=nfe, commit_step=commit_step)
 

@@ -132,6 +132,23 @@ class Observation:
         return self.text_ids.shape[0]
 
 
+STATE_CLIP = 10.0  # normalized state is clamped to +-this: ~10 std / 5x the q01..q99 range, far outside any data
+
+
+def finite_inputs(obs: Observation) -> Observation:
+    """-> `obs` with images in [0, 1] and the normalized state in [-STATE_CLIP, STATE_CLIP], NaN read as 0.
+
+    Valid inputs pass unchanged (images from uint8 lie in [0, 1]; normalized data states lie
+    well inside the clip). Out-of-range ones (a sensor glitch, a state far outside the
+    dataset statistics) become the nearest in-range value instead of inf / NaN activations.
+    """
+    images = {k: torch.nan_to_num(v, nan=0.0).clamp(0.0, 1.0) for k, v in obs.images.items()}
+    state = obs.state
+    if state is not None:
+        state = torch.nan_to_num(state.float(), nan=0.0).clamp(-STATE_CLIP, STATE_CLIP)
+    return replace(obs, images=images, state=state)
+
+
 class LLaDAVLA(nn.Module):
     def __init__(self, cfg: VLAConfig, action_low: torch.Tensor | None = None, action_high: torch.Tensor | None = None):
         super().__init__()
@@ -162,7 +179,13 @@ class LLaDAVLA(nn.Module):
 
     # -- sequence construction -------------------------------------------------------------
     def embed_prefix(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> prefix embeddings (B, P, d) and validity (B, P) bool; the SEP is the last token."""
+        """-> prefix embeddings (B, P, d) and validity (B, P) bool; the SEP is the last token.
+
+        Inputs are made finite first (`finite_inputs`), so any observation yields finite
+        embeddings and hence finite logits: a state of +-3.4e38 (finite float32, valid on
+        the wire) would otherwise overflow the state projection into inf and NaN.
+        """
+        obs = finite_inputs(obs)
         bsz, cfg = obs.batch_size, self.cfg
         if obs.text_ids.shape != obs.text_mask.shape:
             raise ValueError(f"text_ids {tuple(obs.text_ids.shape)} and text_mask {tuple(obs.text_mask.shape)} differ")

@@ -4,8 +4,9 @@
 - `protocol`  message schema, server `Metadata`, request validation (shared with the server)
 - `client`    `PolicyClient`: connect, infer, ping, timeouts, reconnect
 
-Nothing here imports torch or the rest of `vla`, so the package also works when copied
-onto a robot computer as it is (it uses relative imports only).
+Nothing here imports torch or the rest of `vla` (relative imports only), so the same files
+are also the robot-side distribution `llada-vla-client` (`client/pyproject.toml`), where
+they import as `vla_client`: `pip install ./client` on a robot computer.
 """
 
 from .client import InferResult, PolicyClient, PolicyConnectionError, PolicyServerError

@@ -42,6 +42,7 @@ class Metadata:
     cameras: camera name -> [H, W, 3] of the uint8 images the server expects.
     action_names / state_names: one name per dimension (generic names when unknown).
     control_hz: the rate the policy was trained at (the dataset's fps).
+    max_message_bytes / max_pending: the server's limits (0 from servers that predate them).
     """
 
     action_dim: int
@@ -53,7 +54,8 @@ class Metadata:
     action_names: list[str] = field(default_factory=list)
     state_names: list[str] = field(default_factory=list)
     policy: str = ""
-    max_message_bytes: int = 0
+    max_message_bytes: int = 0  # largest frame the server answers (0: unknown)
+    max_pending: int = 0  # requests one connection may pipeline before the server refuses more (0: unknown)
     protocol: int = PROTOCOL_VERSION
 
     def __post_init__(self) -> None:

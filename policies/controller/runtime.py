@@ -16,8 +16,15 @@ Real-time mode (the default), every tick k at t0 + k / control_hz:
    (`disconnected`: the plan is dropped at once unless on_disconnect='drain'), or no fresh
    chunk arrived for `deadline_s` (`watchdog`: the plan is too old to trust).
 
+Give-up: once no fresh chunk arrived for `give_up_s` (a dead server, a lost network), the
+loop holds one last time and stops; `RunReport.stopped` says why. The operator hears
+about it as it happens through `on_event` (one line each: the connection lost, the
+connection back, the first hold of each reason with the fix to try, giving up; texts in
+`feedback`).
+
 Lock-step mode (simulation: the simulator waits for the policy) requests a chunk whenever
-the plan is empty and blocks for it, which reproduces `policy.select_action` exactly.
+the plan is empty and blocks for it, which reproduces `policy.select_action` exactly; a
+failed request is retried every `retry_backoff_s` until `give_up_s`.
 
 The loop never sends anything that did not pass the safety layer. numpy + stdlib only.
 """
@@ -33,6 +40,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import feedback
 from .chunks import ActionSchedule
 from .robot import Robot
 from .safety import SafetyLayer
@@ -62,10 +70,13 @@ class ControllerConfig:
     lockstep: bool = False  # wait for every chunk (simulation); no clock, no watchdog
     on_disconnect: str = "hold"  # hold: drop the plan when the connection is lost | drain: finish it
     retry_backoff_s: float = 0.1  # wait after a failed request before the next one
+    give_up_s: float | None = 10.0  # stop once no fresh chunk arrived for this long (None: never)
 
     def __post_init__(self) -> None:
         if self.control_hz <= 0 or self.deadline_s <= 0:
             raise ValueError(f"control_hz={self.control_hz} and deadline_s={self.deadline_s} must be > 0")
+        if self.give_up_s is not None and self.give_up_s <= 0:
+            raise ValueError(f"give_up_s={self.give_up_s} must be > 0, or None to never give up")
         if self.prefetch_steps < 0 or self.prefetch_steps >= self.n_action_steps:
             raise ValueError(f"prefetch_steps={self.prefetch_steps} must be in [0, n_action_steps="
                              f"{self.n_action_steps}): the next request must start before the plan runs out")
@@ -109,13 +120,17 @@ class RunReport:
     requests: list[RequestRecord] = field(default_factory=list)
     watchdog_fired: list[float] = field(default_factory=list)  # clock times the watchdog tripped
     safety_counts: dict[str, int] = field(default_factory=dict)
+    stopped: str | None = None  # why the loop stopped early (gave up), None if it ran to the end
 
     def summary(self) -> dict[str, Any]:
         """Control-rate jitter (ms late per tick), round-trip latency (ms), hold counts."""
         ok = [r for r in self.requests if r.error is None]
         reasons: dict[str, int] = {}
+        held: dict[str, int] = {}
         for t in self.ticks:
             reasons[t.reason] = reasons.get(t.reason, 0) + 1
+            if t.source == "hold":
+                held[t.reason] = held.get(t.reason, 0) + 1
         return {
             "ticks": len(self.ticks),
             "jitter_ms": _percentiles([(t.started - t.scheduled) * 1000 for t in self.ticks]),
@@ -123,10 +138,12 @@ class RunReport:
             "server_ms": _percentiles([r.server_ms for r in ok]),
             "requests": len(self.requests),
             "failed_requests": len(self.requests) - len(ok),
-            "holds": sum(t.source == "hold" for t in self.ticks),
+            "holds": sum(held.values()),  # ticks that held: never more than "ticks"
             "reasons": reasons,
+            "hold_reasons": held,
             "watchdog_fired": len(self.watchdog_fired),
             "safety": dict(self.safety_counts),
+            "stopped": self.stopped,
         }
 
 
@@ -134,10 +151,36 @@ class ControlLoop:
     """Runs a robot from a chunk source at a fixed rate (see the module docstring)."""
 
     def __init__(self, robot: Robot, source: ChunkSource, safety: SafetyLayer, config: ControllerConfig,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 on_event: Callable[[str], None] | None = None) -> None:
+        """on_event: called with one console line per event (see the module docstring); None: silent."""
         self.robot, self.source, self.safety, self.config = robot, source, safety, config
         self.clock, self.sleep = clock, sleep
+        self.on_event = on_event
         self.schedule = ActionSchedule(config.n_action_steps, config.ensemble, config.ensemble_coeff)
+        self._told: set[str] = set()  # hold reasons already explained in this run
+        self._lost_at: float | None = None  # when the connection was seen lost (None: connected)
+
+    def _say(self, line: str) -> None:
+        if self.on_event is not None:
+            self.on_event(line)
+
+    def _watch_connection(self, step: int, now: float, connected: bool) -> None:
+        """Say when the connection drops and when it comes back (once per transition)."""
+        if not connected and self._lost_at is None:
+            self._lost_at = now
+            self._say(feedback.lost_line(step, self.config.give_up_s))
+        elif connected and self._lost_at is not None:
+            self._say(feedback.back_line(step, now - self._lost_at))
+            self._lost_at = None
+
+    def _gives_up(self, step: int, now: float, last_fresh: float, report: RunReport) -> bool:
+        """True (and the report says why) once no fresh chunk arrived for `give_up_s`."""
+        limit = self.config.give_up_s
+        if limit is None or now - last_fresh <= limit:
+            return False
+        report.stopped = feedback.gave_up_line(step, now - last_fresh, self._lost_at is not None)
+        return True
 
     # -- background inference ------------------------------------------------------------
     def _worker(self, requests: queue.Queue, arrivals: queue.Queue) -> None:
@@ -160,6 +203,7 @@ class ControlLoop:
         """Run until the robot is done or `max_steps` ticks; -> the report."""
         report = RunReport()
         self.schedule.clear()
+        self._told.clear()
         try:
             if self.config.lockstep:
                 self._run_lockstep(max_steps, report)
@@ -180,21 +224,44 @@ class ControlLoop:
         if command is not None:
             self.robot.send(command)
         out.ticks.append(Tick(step, scheduled, started, command, source, reason))
+        if source == "hold" and reason not in self._told:
+            self._told.add(reason)
+            self._say(feedback.hold_line(step, reason))
 
     def _run_lockstep(self, max_steps: int, report: RunReport) -> None:
         for step in range(max_steps):
             now = self.clock()
             observation = self.robot.observe()
-            if self.schedule.remaining(step) == 0:
-                try:
-                    record, actions = self._record(step, now, self.source.infer(observation))
-                    self.schedule.add(actions, step, step)
-                except Exception as exc:
-                    record = RequestRecord(step, now, self.clock(), float("nan"), error=f"{type(exc).__name__}: {exc}")
-                report.requests.append(record)
+            if self.schedule.remaining(step) == 0 and not self._fetch_lockstep(step, observation, report):
+                self._act(step, now, now, None, "no_chunk", report)  # hold, and stop
+                self._say(report.stopped)
+                return
             self._act(step, now, now, self.schedule.pop(step), "no_chunk", report)
             if self.robot.done:
                 return
+
+    def _fetch_lockstep(self, step: int, observation: dict[str, Any], report: RunReport) -> bool:
+        """Request a chunk and wait for it (the simulator waits too), retrying a failed request every
+        `retry_backoff_s`; -> False once given up. With give_up_s None a failure holds this tick instead."""
+        first_try = self.clock()
+        while True:
+            sent = self.clock()
+            try:
+                record, actions = self._record(step, sent, self.source.infer(observation))
+            except Exception as exc:
+                record = RequestRecord(step, sent, self.clock(), float("nan"), error=f"{type(exc).__name__}: {exc}")
+                report.requests.append(record)
+                self._watch_connection(step, record.received, self.source.connected)
+                if self.config.give_up_s is None:
+                    return True
+                if self._gives_up(step, record.received, first_try, report):
+                    return False
+                self.sleep(self.config.retry_backoff_s)
+                continue
+            report.requests.append(record)
+            self._watch_connection(step, record.received, True)
+            self.schedule.add(actions, step, step)
+            return True
 
     def _run_realtime(self, max_steps: int, report: RunReport) -> None:
         cfg = self.config
@@ -236,6 +303,7 @@ class ControlLoop:
                         self.schedule.add(result[1], req_step, step)
                         last_fresh = result[0].received
                 disconnected = not self.source.connected
+                self._watch_connection(step, started, not disconnected)
                 if disconnected and cfg.on_disconnect == "hold":
                     self.schedule.clear()
                 if not in_flight and started >= retry_at and self.schedule.remaining(step) <= cfg.prefetch_steps:
@@ -249,6 +317,9 @@ class ControlLoop:
                 reason = "watchdog" if stale else ("disconnected" if disconnected else "starved")
                 self._act(step, scheduled, started, None if stale else action, reason, report)
                 if self.robot.done:
+                    return
+                if self._gives_up(step, started, t0 if last_fresh is None else last_fresh, report):
+                    self._say(report.stopped)
                     return
         finally:
             while not requests.empty():
