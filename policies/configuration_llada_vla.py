@@ -77,9 +77,10 @@ class LLaDAVLAConfig(PreTrainedConfig):
     label_sigma: float = 0.0  # soft targets over neighbouring bins (Gaussian std in bins); 0 = one-hot CE
     random_shift: int = 0  # image augmentation: shift by up to this many pixels (pad + random crop, DrQ); 0 = off
     drop_constant_actions: bool = False  # no slots for action dims that are constant in the dataset
-    # Filled automatically from the dataset stats when the policy is first built (do not set by hand):
-    constant_action_dims: list = field(default_factory=list)
-    constant_action_values: list = field(default_factory=list)  # in normalized units
+    # Filled automatically from the dataset stats when the policy is first built (do not set by hand;
+    # None = not yet computed, [] = computed and none constant):
+    constant_action_dims: list | None = None
+    constant_action_values: list | None = None  # in normalized units
     ema_decay: float | None = None  # keep an EMA of the weights (used for inference); None = off
     anneal_over_budget: bool = True  # with a time budget (--max-minutes), the LR decay spans that budget
     # Mask (and paraphrase) each training sample from a seed of (frame index, training

@@ -101,7 +101,7 @@ def to_vla_config(config: LLaDAVLAConfig, tokenizer: TextTokenizer) -> VLAConfig
         attention=config.attention, loss_weighting=config.loss_weighting, mask_eps=config.mask_eps,
         full_mask_prob=config.full_mask_prob, num_maskings=config.num_maskings, random_shift=config.random_shift,
         slot_embeddings=config.slot_embeddings, label_sigma=config.label_sigma,
-        constant_dims=tuple(config.constant_action_dims), constant_values=tuple(config.constant_action_values),
+        constant_dims=tuple(config.constant_action_dims or ()), constant_values=tuple(config.constant_action_values or ()),
         max_text_len=config.max_text_len, backbone_path=config.backbone_path,
         pad_token_id=tokenizer.pad_id, sep_token_id=tokenizer.sep_id, mask_token_id=tokenizer.mask_id,
     )
@@ -115,7 +115,7 @@ class LLaDAVLAPolicy(PreTrainedPolicy):
         super().__init__(config)
         config.validate_features()
         self.tokenizer = build_tokenizer(config, dataset_meta)
-        if config.drop_constant_actions and not config.constant_action_dims:
+        if config.drop_constant_actions and config.constant_action_dims is None:
             config.constant_action_dims, config.constant_action_values = constant_actions(config, dataset_stats)
         self.model = LLaDAVLA(to_vla_config(config, self.tokenizer))
         self.model.backbone.gradient_checkpointing = config.gradient_checkpointing

@@ -24,8 +24,8 @@ def test_prefix_is_never_masked_or_scored(tokenizer):
     actions = torch.rand(3, 3, 4) * 2 - 1
     loss, metrics = model.compute_loss(obs, actions, generator=torch.Generator().manual_seed(0))
     hook.remove()
-    text_and_sep, action_ids = seen
-    assert not (text_and_sep == tokenizer.mask_id).any()  # the prefix holds no [MASK]
+    *prefix_ids, action_ids = seen  # instruction tokens and SEP, then the action block
+    assert not any((ids == tokenizer.mask_id).any() for ids in prefix_ids)  # the prefix holds no [MASK]
     assert (action_ids == tokenizer.mask_id).any()  # the action block does
     assert torch.isfinite(loss) and 0 < metrics["masked_frac"] <= 1
     # gradients reach the prefix (it conditions the prediction) but only through action slots

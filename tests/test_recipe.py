@@ -85,7 +85,7 @@ def test_constant_action_dims_get_no_slots_and_come_back_as_their_value(tokenize
         small_config(tokenizer, constant_dims=(0, 1, 2, 3), constant_values=(0.0,) * 4)
 
 
-def _policy(**overrides):
+def _policy(stats_max: float = 1.0, **overrides):
     from vla.envs.tabletop import FAMILIES, all_goals
     from vla.policies import LLaDAVLAConfig
     from vla.policies.modeling_llada_vla import LLaDAVLAPolicy
@@ -98,7 +98,7 @@ def _policy(**overrides):
     cfg.output_features = {"action": PolicyFeature(FeatureType.ACTION, (4,))}
     cfg.tokenizer_json = TextTokenizer.train([g.instruction for f in FAMILIES for g in all_goals(f)], 128).to_json()
     stats = {"action": {"q01": np.array([-1, -1, -1, 1.0]), "q99": np.array([1, 1, 1, 1.0]),
-                        "min": np.array([-1, -1, -1, 1.0]), "max": np.array([1, 1, 1, 1.0])}}
+                        "min": np.array([-1, -1, -1, 1.0]), "max": np.array([1, 1, 1, stats_max])}}
     return LLaDAVLAPolicy(cfg, dataset_stats=stats)
 
 
@@ -203,3 +203,17 @@ def test_keypoints_are_the_expected_position_of_each_heat_map(tokenizer):
     assert model.vision.num_tokens == 4 + 4 + 1  # 32 px / 16 px patches = 4 tokens, 4 keypoints, 1 layout
     obs = make_obs(tokenizer)
     assert model.embed_prefix(obs)[0].shape[1] == model.vision.num_tokens + obs.text_ids.shape[1] + 1  # + SEP
+
+
+def test_a_saved_policy_reloads_without_stats_whether_or_not_a_dim_was_constant(tmp_path):
+    from vla.policies.modeling_llada_vla import LLaDAVLAPolicy
+
+    # the dims found at build time live in the saved config: [] (none constant) must not be
+    # mistaken for "not computed yet", which would ask for stats that from_pretrained never has
+    for stats_max, dims in ((1.0, [3]), (2.0, [])):
+        policy = _policy(drop_constant_actions=True, stats_max=stats_max)
+        assert policy.config.constant_action_dims == dims
+        policy.save_pretrained(tmp_path / str(stats_max))
+        again = LLaDAVLAPolicy.from_pretrained(tmp_path / str(stats_max))
+        assert again.config.constant_action_dims == dims
+        assert again.model.cfg.action_len == policy.model.cfg.action_len == 3 * (4 - len(dims))

@@ -58,6 +58,7 @@ class VLAConfig:
     constant_values: tuple[float, ...] = ()  # ... these values (in the units the model is trained on)
     slot_embeddings: bool = False  # a learned embedding per action slot (which step, which dim), added to its token
     label_sigma: float = 0.0  # soft targets: a Gaussian over neighbouring bins with this std (bins); 0 = one-hot
+    fusion_token: bool = False  # one prefix token from an MLP over [keypoint layout, instruction, state] (needs keypoints)
     max_text_len: int = 32  # instruction tokens kept (longer ones are truncated)
     backbone_path: str | None = None  # local LLaDA / LLaDA-V checkpoint dir; overrides `backbone`
     pad_token_id: int = 0  # special ids: set from the text tokenizer, never by hand
@@ -82,6 +83,8 @@ class VLAConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         if self.attention == "causal" and self.num_maskings != 1:
             raise ValueError("num_maskings > 1 needs a masked block; the causal AR baseline scores every slot once")
+        if self.fusion_token and self.vision.keypoints <= 0:
+            raise ValueError("fusion_token reads the keypoint layout: set vision keypoints > 0 (or fusion_token=false)")
         if self.random_shift < 0 or self.label_sigma < 0:
             raise ValueError(f"random_shift={self.random_shift} (pixels) and label_sigma={self.label_sigma} (bins) "
                              "must be >= 0 (0 = off)")
@@ -169,6 +172,13 @@ class LLaDAVLA(nn.Module):
         # action step and dim it stands for; from scratch that is slow to infer from attention
         # patterns alone (a pretrained LLaDA has learned it), so each slot can carry its own.
         self.slot_embed = nn.Parameter(torch.randn(cfg.action_len, d) * 0.02) if cfg.slot_embeddings else None
+        # Where the keypoints are, what was asked and where the gripper is, fused by an MLP into
+        # one token: the combination the action depends on sits in one place from the first step,
+        # instead of being gathered by attention over the whole prefix (which learns slowly).
+        self.fusion = None
+        if cfg.fusion_token:
+            n_in = d * (len(cfg.vision.cameras) + 1 + (cfg.state_dim > 0))
+            self.fusion = nn.Sequential(nn.Linear(n_in, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
         self.state_proj = nn.Linear(cfg.state_dim, d) if cfg.state_dim > 0 else None
         low = action_low if action_low is not None else -torch.ones(cfg.action_dim)
         high = action_high if action_high is not None else torch.ones(cfg.action_dim)
@@ -193,16 +203,24 @@ class LLaDAVLA(nn.Module):
         wte = self.backbone.wte
         text = wte(text_ids)  # (B, T, d)
         instruction = None
-        if self.vision.film is not None:  # the instruction conditions the vision features (FiLM)
+        if self.vision.film is not None or self.fusion is not None:
             m = text_mask[..., None].to(text.dtype)
             instruction = (text * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, d) mean token embedding
-        img = self.vision(obs.images, instruction)  # (B, N_img, d)
+        img = self.vision(obs.images, instruction)  # (B, N_img, d); FiLM reads the instruction
         parts, valid = [img.to(wte.weight.dtype)], [torch.ones(bsz, img.shape[1], dtype=torch.bool, device=img.device)]
+        state = None
         if self.state_proj is not None:
             if obs.state is None or obs.state.shape != (bsz, cfg.state_dim):
                 got = None if obs.state is None else tuple(obs.state.shape)
                 raise ValueError(f"state has shape {got}; expected ({bsz}, {cfg.state_dim})")
-            parts.append(self.state_proj(obs.state.to(wte.weight.dtype))[:, None])
+            state = self.state_proj(obs.state.to(wte.weight.dtype))
+            parts.append(state[:, None])
+            valid.append(valid[0][:, :1])
+        if self.fusion is not None:
+            layout = img.view(bsz, len(cfg.vision.cameras), -1, img.shape[-1])[:, :, -1]  # each camera's layout token
+            inputs = [layout.flatten(1), nn.functional.layer_norm(instruction, instruction.shape[-1:])]
+            parts.append(self.fusion(torch.cat(inputs + ([state] if state is not None else []), -1).to(
+                wte.weight.dtype))[:, None])
             valid.append(valid[0][:, :1])
         sep = torch.full((bsz, 1), cfg.sep_token_id, dtype=torch.long, device=text_ids.device)
         parts.append(torch.cat([text, wte(sep)], 1))

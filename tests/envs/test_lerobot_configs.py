@@ -19,7 +19,7 @@ load_plugin("vla.envs")  # what --env.discover_packages_path=vla.envs does
 @pytest.mark.parametrize(
     ("env_type", "task", "suite", "camera", "size", "instructions"),
     [
-        ("vla_tabletop", "touch", "tabletop", "front", 96, ["touch the red block", "touch the green block"]),
+        ("vla_tabletop", "touch", "tabletop", "front", 96, ["touch the blue block", "touch the green block"]),
         (
             "vla_meta_world",
             "reach-v3,push-v3",

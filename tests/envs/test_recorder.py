@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from vla.envs.collection import CollectConfig, collect
+from vla.envs.collection import CollectConfig, collect, episodes_target
 from vla.envs.experts import TabletopExpert
 from vla.envs.recorder import DemoWriter, dataset_features, read_paraphrases, read_progress
 from vla.envs.rollout import run_episode
@@ -236,7 +236,8 @@ def test_sigkilled_collect_script_leaves_a_loadable_dataset(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)  # the recorder and its worker, no cleanup
         proc.wait()
     committed = load(out).num_episodes  # loads as is, before any recovery
-    total = 6 * len(SUITE_FAMILIES)  # --task all
+    # --task all; each family rounded up to whole scenes (push: 9 goals a scene)
+    total = sum(episodes_target(CollectConfig(suite="tabletop", tasks="all", out=str(out), episodes_per_task=6), f) for f in SUITE_FAMILIES)
     assert 3 <= committed < total
     done = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
