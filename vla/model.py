@@ -177,7 +177,7 @@ class LLaDAVLA(nn.Module):
         # instead of being gathered by attention over the whole prefix (which learns slowly).
         self.fusion = None
         if cfg.fusion_token:
-            n_in = d * (len(cfg.vision.cameras) + 1 + (cfg.state_dim > 0))
+            n_in = d * (len(cfg.vision.cameras) * (cfg.vision.keypoints + 1) + 1 + (cfg.state_dim > 0))
             self.fusion = nn.Sequential(nn.Linear(n_in, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
         self.state_proj = nn.Linear(cfg.state_dim, d) if cfg.state_dim > 0 else None
         low = action_low if action_low is not None else -torch.ones(cfg.action_dim)
@@ -217,8 +217,9 @@ class LLaDAVLA(nn.Module):
             parts.append(state[:, None])
             valid.append(valid[0][:, :1])
         if self.fusion is not None:
-            layout = img.view(bsz, len(cfg.vision.cameras), -1, img.shape[-1])[:, :, -1]  # each camera's layout token
-            inputs = [layout.flatten(1), nn.functional.layer_norm(instruction, instruction.shape[-1:])]
+            n_kp = cfg.vision.keypoints + 1  # each camera's keypoint tokens and its layout token
+            keypoints = img.view(bsz, len(cfg.vision.cameras), -1, img.shape[-1])[:, :, -n_kp:]
+            inputs = [keypoints.flatten(1), nn.functional.layer_norm(instruction, instruction.shape[-1:])]
             parts.append(self.fusion(torch.cat(inputs + ([state] if state is not None else []), -1).to(
                 wte.weight.dtype))[:, None])
             valid.append(valid[0][:, :1])
