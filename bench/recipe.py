@@ -29,6 +29,7 @@ SECTION = "## Training recipe ablation (tabletop)"
 # lever -> (what it is, the policy overrides that turn it off)
 LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
     "film": ("FiLM: the instruction conditions every vision block", {"vision_film": False}),
+    "lang_keypoints": ("keypoints the instruction queries (where is the named object)", {"vision_lang_keypoints": 0}),
     "random_shift": ("random-shift augmentation (+-3 px)", {"random_shift": 0}),
     "maskings": ("4 maskings per prefix encoding", {"num_maskings": 1}),
     "64px": ("64 px images (16 image tokens instead of 36 at 96 px)", {"image_size": 96}),

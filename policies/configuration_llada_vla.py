@@ -46,6 +46,8 @@ class LLaDAVLAConfig(PreTrainedConfig):
     freeze_vision: bool = False
     vision_film: bool = False  # FiLM: the instruction scales/shifts every vision block's output
     vision_keypoints: int = 0  # spatial-softmax keypoint tokens (expected x, y of K heat maps); 0 = none
+    vision_token_grid: int = 0  # > 0: pool the feature map to this many tokens per side (keypoints read the full map)
+    vision_lang_keypoints: int = 0  # keypoints whose heat map is the instruction's query against each cell; 0 = none
     # -- backbone ------------------------------------------------------------------------
     d_model: int = 256
     n_layers: int = 4
@@ -130,9 +132,12 @@ class LLaDAVLAConfig(PreTrainedConfig):
             raise ValueError(f"paraphrase_prob={self.paraphrase_prob} must lie in [0, 1]")
         if self.num_maskings < 1 or (self.attention == "causal" and self.num_maskings != 1):
             raise ValueError(f"num_maskings={self.num_maskings} must be >= 1 (exactly 1 with attention='causal')")
-        if self.random_shift < 0 or self.label_sigma < 0 or self.vision_keypoints < 0:
-            raise ValueError(f"random_shift={self.random_shift}, label_sigma={self.label_sigma} and "
-                             f"vision_keypoints={self.vision_keypoints} must be >= 0 (0 = off)")
+        if min(self.random_shift, self.label_sigma, self.vision_keypoints, self.vision_lang_keypoints,
+               self.vision_token_grid) < 0:
+            raise ValueError(f"random_shift={self.random_shift}, label_sigma={self.label_sigma}, vision_keypoints="
+                             f"{self.vision_keypoints}, vision_lang_keypoints={self.vision_lang_keypoints} and vision_token_grid="
+                             f"{self.vision_token_grid} "
+                             "must be >= 0 (0 = off)")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema_decay={self.ema_decay} must lie in (0, 1), e.g. 0.999, or be null (off)")
 

@@ -205,6 +205,37 @@ def test_keypoints_are_the_expected_position_of_each_heat_map(tokenizer):
     assert model.embed_prefix(obs)[0].shape[1] == model.vision.num_tokens + obs.text_ids.shape[1] + 1  # + SEP
 
 
+def test_language_keypoints_follow_the_instruction_to_the_cell_it_asks_for(tokenizer):
+    from vla.vision import SpatialSoftmax
+
+    torch.manual_seed(0)
+    kp = SpatialSoftmax(channels=2, keypoints=0, d_model=4, lang_keypoints=1, head_dim=2)
+    with torch.no_grad():  # the cell's key is its features; the query picks channel 0 or 1
+        kp.key.weight.copy_(torch.eye(2) * 50)
+        kp.key.bias.zero_()
+        kp.query.weight.zero_()
+        kp.query.bias.zero_()
+        kp.query.weight[0, 0] = kp.query.weight[1, 1] = 1.0
+    fmap = torch.zeros(2, 2, 5, 5)
+    fmap[:, 0, 0, 4] = 1.0  # "red" top right
+    fmap[:, 1, 4, 0] = 1.0  # "blue" bottom left
+    ask = torch.tensor([[1.0, -1.0, 0.0, 0.0], [-1.0, 1.0, 0.0, 0.0]])  # asks for channel 0, then 1
+    tokens = kp(fmap, ask)
+    layout = kp.layout  # the layout token is a linear map of the coordinates: recover them
+    xy = torch.linalg.lstsq(layout.weight, (tokens[:, -1] - layout.bias).T).solution.T
+    assert torch.allclose(xy, torch.tensor([[1.0, -1.0], [-1.0, 1.0]]), atol=1e-2)
+    with pytest.raises(ValueError, match="instruction"):
+        kp(fmap)
+    model = LLaDAVLA(small_config(tokenizer, vision={"keypoints": 2, "lang_keypoints": 2}, fusion_token=True))
+    assert model.vision.num_tokens == 4 + 2 + 2 + 1
+    obs = make_obs(tokenizer)
+    prefix, _ = model.embed_prefix(obs)
+    n_state = int(model.cfg.state_dim > 0)
+    assert prefix.shape[1] == model.vision.num_tokens + n_state + 1 + obs.text_ids.shape[1] + 1  # + fusion, SEP
+    with pytest.raises(ValueError, match="lang_keypoints"):
+        small_config(tokenizer, vision={"lang_keypoints": -1})
+
+
 def test_a_saved_policy_reloads_without_stats_whether_or_not_a_dim_was_constant(tmp_path):
     from vla.policies.modeling_llada_vla import LLaDAVLAPolicy
 

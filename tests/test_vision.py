@@ -58,3 +58,20 @@ def test_bad_inputs_say_what_is_wrong(tmp_path):
         tower({"wrist": torch.rand(1, 3, 32, 32)})
     with pytest.raises(ValueError, match="unique"):
         VisionConfig(cameras=("a", "a"))
+
+
+def test_token_grid_pools_image_tokens_while_keypoints_read_the_full_map():
+    cnn = dict(encoder="resnet10t", image_size=32, encoder_kwargs={"features_only": True, "out_indices": [1]})
+    torch.manual_seed(0)
+    full = VisionTower(VisionConfig(**cnn, keypoints=2), d_model=16)
+    pooled = VisionTower(VisionConfig(**cnn, keypoints=2, token_grid=2), d_model=16)
+    assert full.tokens_per_camera == 64  # stride 4: 8x8 cells at 32 px
+    assert pooled.tokens_per_camera == 4 and pooled.num_tokens == 4 + 2 + 1
+    pooled.load_state_dict({k: v for k, v in full.state_dict().items() if k != "pos_embed"}, strict=False)
+    img = {"front": torch.rand(2, 3, 32, 32)}
+    with torch.no_grad():
+        a, b = full(img), pooled(img)
+    assert b.shape == (2, 7, 16)
+    assert torch.allclose(a[:, -3:], b[:, -3:], atol=1e-5)  # keypoints from the same 8x8 map either way
+    with pytest.raises(ValueError, match="token_grid=9 exceeds the 8x8"):
+        VisionTower(VisionConfig(**cnn, token_grid=9), d_model=16)

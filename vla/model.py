@@ -83,7 +83,7 @@ class VLAConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         if self.attention == "causal" and self.num_maskings != 1:
             raise ValueError("num_maskings > 1 needs a masked block; the causal AR baseline scores every slot once")
-        if self.fusion_token and self.vision.keypoints <= 0:
+        if self.fusion_token and self.vision.keypoints + self.vision.lang_keypoints <= 0:
             raise ValueError("fusion_token reads the keypoint layout: set vision keypoints > 0 (or fusion_token=false)")
         if self.random_shift < 0 or self.label_sigma < 0:
             raise ValueError(f"random_shift={self.random_shift} (pixels) and label_sigma={self.label_sigma} (bins) "
@@ -177,7 +177,8 @@ class LLaDAVLA(nn.Module):
         # instead of being gathered by attention over the whole prefix (which learns slowly).
         self.fusion = None
         if cfg.fusion_token:
-            n_in = d * (len(cfg.vision.cameras) * (cfg.vision.keypoints + 1) + 1 + (cfg.state_dim > 0))
+            n_in = d * (len(cfg.vision.cameras) * (cfg.vision.keypoints + cfg.vision.lang_keypoints + 1)
+                    + 1 + (cfg.state_dim > 0))
             self.fusion = nn.Sequential(nn.Linear(n_in, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
         self.state_proj = nn.Linear(cfg.state_dim, d) if cfg.state_dim > 0 else None
         low = action_low if action_low is not None else -torch.ones(cfg.action_dim)
@@ -203,7 +204,7 @@ class LLaDAVLA(nn.Module):
         wte = self.backbone.wte
         text = wte(text_ids)  # (B, T, d)
         instruction = None
-        if self.vision.film is not None or self.fusion is not None:
+        if self.vision.film is not None or self.fusion is not None or cfg.vision.lang_keypoints:
             m = text_mask[..., None].to(text.dtype)
             instruction = (text * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, d) mean token embedding
         img = self.vision(obs.images, instruction)  # (B, N_img, d); FiLM reads the instruction
@@ -217,7 +218,7 @@ class LLaDAVLA(nn.Module):
             parts.append(state[:, None])
             valid.append(valid[0][:, :1])
         if self.fusion is not None:
-            n_kp = cfg.vision.keypoints + 1  # each camera's keypoint tokens and its layout token
+            n_kp = cfg.vision.keypoints + cfg.vision.lang_keypoints + 1  # each camera's keypoint tokens and its layout token
             keypoints = img.view(bsz, len(cfg.vision.cameras), -1, img.shape[-1])[:, :, -n_kp:]
             inputs = [keypoints.flatten(1), nn.functional.layer_norm(instruction, instruction.shape[-1:])]
             parts.append(self.fusion(torch.cat(inputs + ([state] if state is not None else []), -1).to(

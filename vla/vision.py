@@ -48,6 +48,9 @@ class VisionConfig:
     encoder_kwargs: dict = field(default_factory=dict)  # extra timm kwargs, e.g. {"depth": 6}
     film: bool = False  # condition every encoder block on the instruction (FiLM)
     keypoints: int = 0  # spatial-softmax keypoint tokens appended per camera (0 = none)
+    lang_keypoints: int = 0  # keypoints whose heat map is the instruction's query against each cell (0 = none)
+    token_grid: int = 0  # > 0: average-pool the feature map to token_grid x token_grid image tokens (keypoints
+    # still read the full map), e.g. a stride-4 CNN's 16x16 map at 64 px -> 4x4 = 16 tokens for the backbone
 
     def __post_init__(self):
         self.cameras = tuple(self.cameras)
@@ -55,6 +58,10 @@ class VisionConfig:
             raise ValueError("cameras is empty; name at least one camera, e.g. ('front',)")
         if len(set(self.cameras)) != len(self.cameras):
             raise ValueError(f"camera names must be unique; got {self.cameras}")
+        if self.keypoints < 0 or self.lang_keypoints < 0:
+            raise ValueError(f"keypoints={self.keypoints}, lang_keypoints={self.lang_keypoints}: use >= 0 (0 = off)")
+        if self.token_grid < 0:
+            raise ValueError(f"token_grid={self.token_grid}: use >= 0 (0 = one token per feature-map cell)")
         if self.image_size < 16:
             raise ValueError(f"image_size={self.image_size} is too small; use >= 16 pixels")
 
@@ -148,19 +155,38 @@ class FiLM(nn.Module):
 
 class SpatialSoftmax(nn.Module):
     """Feature map (B, C, h, w) -> K keypoint tokens + 1 layout token (B, K + 1, d): the expected
-    (x, y) of K heat maps, one token each, then all 2K coordinates in one token."""
+    (x, y) of K heat maps, one token each, then all 2K coordinates in one token.
 
-    def __init__(self, channels: int, keypoints: int, d_model: int):
+    `lang_keypoints` L > 0 adds L heat maps that the instruction writes: head l scores each
+    cell by a dot product of the cell's key and the instruction's query (attention with the
+    instruction as the only query and the cell coordinates as values), so "the red block"
+    can become a position in one bilinear step instead of through FiLM's chain of blocks.
+    """
+
+    def __init__(self, channels: int, keypoints: int, d_model: int, lang_keypoints: int = 0, head_dim: int = 32):
         super().__init__()
-        self.heat = nn.Conv2d(channels, keypoints, 1)
+        self.heat = nn.Conv2d(channels, keypoints, 1) if keypoints > 0 else None
+        self.lang_keypoints, self.head_dim = lang_keypoints, head_dim
+        if lang_keypoints > 0:
+            self.key = nn.Linear(channels, lang_keypoints * head_dim)
+            self.query = nn.Linear(d_model, lang_keypoints * head_dim)
+        total = keypoints + lang_keypoints
         self.log_temperature = nn.Parameter(torch.zeros(()))
         self.coords = nn.Linear(2, d_model)
-        self.embed = nn.Parameter(torch.randn(keypoints, d_model) * 0.02)
-        self.layout = nn.Linear(2 * keypoints, d_model)
+        self.embed = nn.Parameter(torch.randn(total, d_model) * 0.02)
+        self.layout = nn.Linear(2 * total, d_model)
 
-    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+    def forward(self, fmap: torch.Tensor, instruction: torch.Tensor | None = None) -> torch.Tensor:
         bsz, _, h, w = fmap.shape
-        heat = self.heat(fmap).flatten(2).float() / self.log_temperature.exp()  # (B, K, h*w)
+        heats = [] if self.heat is None else [self.heat(fmap).flatten(2).float()]
+        if self.lang_keypoints > 0:
+            if instruction is None:
+                raise ValueError("lang_keypoints read the instruction; pass it to the vision tower")
+            keys = self.key(fmap.flatten(2).transpose(1, 2)).view(bsz, h * w, self.lang_keypoints, self.head_dim)
+            query = self.query(nn.functional.layer_norm(instruction, instruction.shape[-1:]).to(keys.dtype))
+            query = query.view(bsz, self.lang_keypoints, self.head_dim)
+            heats.append(torch.einsum("bplj,blj->blp", keys, query).float() / self.head_dim**0.5)
+        heat = torch.cat(heats, 1) / self.log_temperature.exp()  # (B, K + L, h*w)
         prob = heat.softmax(-1)
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=fmap.device),
                                 torch.linspace(-1, 1, w, device=fmap.device), indexing="ij")
@@ -195,7 +221,15 @@ class VisionTower(nn.Module):
         self.num_prefix = int(getattr(self.encoder, "num_prefix_tokens", 0))
         with torch.no_grad():
             probe = self._features(torch.zeros(1, 3, cfg.image_size, cfg.image_size))
-        self.tokens_per_camera, feat_dim = probe.shape[1], probe.shape[2]
+        self.feature_cells, feat_dim = probe.shape[1], probe.shape[2]
+        side = int(round(self.feature_cells**0.5))
+        if (cfg.token_grid or cfg.keypoints or cfg.lang_keypoints) and side * side != self.feature_cells:
+            raise ValueError(f"token_grid and keypoints need a square feature map; {cfg.encoder} gives "
+                             f"{self.feature_cells} tokens (set vision token_grid=0, keypoints=0, lang_keypoints=0)")
+        if cfg.token_grid > side:
+            raise ValueError(f"token_grid={cfg.token_grid} exceeds the {side}x{side} feature map of {cfg.encoder} "
+                             f"at {cfg.image_size} px; use <= {side}")
+        self.tokens_per_camera = cfg.token_grid**2 if cfg.token_grid else self.feature_cells
         self.projector = Projector(feat_dim, d_model)
         self.camera_embed = nn.Parameter(torch.zeros(len(cfg.cameras), d_model))
         # A CNN's tokens carry no position of their own (a ViT's carry its position embedding),
@@ -205,12 +239,8 @@ class VisionTower(nn.Module):
         if not hasattr(self.encoder, "pos_embed"):
             self.pos_embed = nn.Parameter(torch.randn(self.tokens_per_camera, d_model) * 0.02)
         self.keypoints = None
-        if cfg.keypoints > 0:
-            side = int(round(self.tokens_per_camera**0.5))
-            if probe.ndim != 3 or side * side != self.tokens_per_camera:
-                raise ValueError(f"keypoints need a square feature map; {cfg.encoder} gives "
-                                 f"{self.tokens_per_camera} tokens (set vision keypoints=0)")
-            self.keypoints = SpatialSoftmax(feat_dim, cfg.keypoints, d_model)
+        if cfg.keypoints + cfg.lang_keypoints > 0:
+            self.keypoints = SpatialSoftmax(feat_dim, cfg.keypoints, d_model, cfg.lang_keypoints)
         self.film = None
         if cfg.film:
             stages = _encoder_stages(self.encoder)
@@ -227,7 +257,8 @@ class VisionTower(nn.Module):
 
     @property
     def num_tokens(self) -> int:
-        extra = self.cfg.keypoints + 1 if self.cfg.keypoints else 0  # K keypoint tokens + the layout token
+        n_kp = self.cfg.keypoints + self.cfg.lang_keypoints
+        extra = n_kp + 1 if n_kp else 0  # K + L keypoint tokens + the layout token
         return (self.tokens_per_camera + extra) * len(self.cfg.cameras)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
@@ -266,21 +297,27 @@ class VisionTower(nn.Module):
         n_cam, bsz = len(batch), batch[0].shape[0]
         x = (torch.cat(batch, 0) - self.pixel_mean) / self.pixel_std  # (n_cam*B, 3, S, S)
         x = x.to(self.projector.fc1.weight.dtype)  # bf16 after LLaDAVLA.cast_for_inference
-        if self.film is not None:
+        if self.film is not None or self.cfg.lang_keypoints:
             if instruction is None:
-                raise ValueError("this vision tower is conditioned on the instruction (film=True); pass it")
+                raise ValueError("this vision tower reads the instruction (film or lang_keypoints); pass it")
+        if self.film is not None:
             self.film.set_condition(instruction.to(x.dtype).repeat(n_cam, 1))
         try:
             features = self._features(x)  # (n_cam*B, N_img, C_vis)
         finally:
             if self.film is not None:
                 self.film.set_condition(None)
+        fmap = None
+        if self.cfg.token_grid or self.keypoints is not None:  # square map, checked at build
+            side = int(round(features.shape[1] ** 0.5))
+            fmap = features.transpose(1, 2).reshape(features.shape[0], -1, side, side)  # (n_cam*B, C_vis, h, w)
+        if self.cfg.token_grid:
+            features = nn.functional.adaptive_avg_pool2d(fmap, self.cfg.token_grid).flatten(2).transpose(1, 2)
         tokens = self.projector(features)  # (n_cam*B, N_img, d)
         if self.pos_embed is not None:
             tokens = tokens + self.pos_embed
         if self.keypoints is not None:
-            side = int(round(features.shape[1] ** 0.5))
-            fmap = features.transpose(1, 2).reshape(features.shape[0], -1, side, side)  # (n_cam*B, C_vis, h, w)
-            tokens = torch.cat([tokens, self.keypoints(fmap).to(tokens.dtype)], 1)  # (n_cam*B, N_img + K + 1, d)
+            cond = None if instruction is None else instruction.to(fmap.dtype).repeat(n_cam, 1)
+            tokens = torch.cat([tokens, self.keypoints(fmap, cond).to(tokens.dtype)], 1)  # (n_cam*B, N_img + K + L + 1, d)
         tokens = tokens.view(n_cam, bsz, -1, tokens.shape[-1]) + self.camera_embed[:, None, None, :]
         return tokens.permute(1, 0, 2, 3).reshape(bsz, -1, tokens.shape[-1])  # (B, n_cam*N_img, d)
