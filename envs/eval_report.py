@@ -287,7 +287,7 @@ def _bars(ax, x, pc, ci, width: float, color: str, label: str) -> None:
     err = np.clip(np.stack([pc - ci[:, 0], ci[:, 1] - pc]), 0.0, None)
     ax.bar(x, pc, width, yerr=err, capsize=2, color=color, edgecolor=color, linewidth=1.2, label=label)
     for xi, value, high in zip(x, pc, ci[:, 1], strict=True):
-        ax.text(xi, high + 1.5, f"{value:.0f}", ha="center", va="bottom", fontsize=6)
+        ax.text(xi, high + 1.5, f"{value:.0f}", ha="center", va="bottom", fontsize=7)
 
 
 def success_figure(info: dict[str, Any]):
@@ -301,9 +301,10 @@ def success_figure(info: dict[str, Any]):
     names = [t["task"] for t in tasks]
     anchors = info.get("anchors", {})
     width = 0.8 / (1 + len(anchors))
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * (1 + len(anchors)) * len(names) + 1.5), 3.6))
-    x = np.arange(len(names))
     swap = bool(tasks) and "pc_success_original_goal" in tasks[0]["metrics"]
+    legend = swap or bool(anchors)  # drawn outside the axes, right, so it never hides a bar or its value
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * (1 + len(anchors)) * len(names) + 1.5) + 1.8 * legend, 3.6))
+    x = np.arange(len(names))
     label = "instructed (swapped) goal" if swap else info["policy"].get("name", "success")
     offset = -0.4 + width / 2
     _bars(ax, x + offset, [t["metrics"]["pc_success"] for t in tasks], [t["metrics"]["success_ci95"] for t in tasks],
@@ -315,8 +316,8 @@ def success_figure(info: dict[str, Any]):
     if swap:
         orig = [t["metrics"]["pc_success_original_goal"] for t in tasks]
         ax.scatter(x + offset, orig, color="#dd8452", zorder=3, label="original goal")
-    if swap or anchors:
-        ax.legend(fontsize=7, loc="upper right", framealpha=0.9)
+    if legend:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_xticks(x, names, rotation=60 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center",
                   fontsize=8)
     ax.axhline(0, color="#bbbbbb", linewidth=0.6, zorder=0)
