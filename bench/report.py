@@ -1,5 +1,8 @@
 """BENCHMARKS.md sections: each benchmark script owns one `## Heading` section and rewrites
-it in place, leaving the other sections untouched (numbers are never typed by hand)."""
+it in place, leaving the other sections untouched (numbers are never typed by hand).
+
+Writing a section also refreshes the "Results today" block of the README.md next to the
+file (`vla.bench.readme_results`), so the README's headline numbers cannot drift from it."""
 
 from __future__ import annotations
 
@@ -22,6 +25,9 @@ def write_section(path: str | Path, heading: str, section: str) -> None:
         tail = "".join(lines[end:])
         text = "".join(lines[:start]) + section.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
     path.write_text(text)
+    from vla.bench.readme_results import refresh_readme
+
+    refresh_readme(path)
 
 
 def machine_line() -> str:

@@ -12,8 +12,9 @@ read LeRobot evaluations read ours:
     overall:   {avg_sum_reward, avg_max_reward, pc_success, n_episodes, eval_s, eval_ep_s,
                 video_paths}
 
-plus our extras: `task` (name) per task; per-episode `seeds`, `instructions`, `episode_lengths`
-in per-task metrics;
+plus our extras: `task` (name) per task; per-episode `seeds`, `instructions`, `episode_lengths`,
+`ended_by` (success / wrong contact: what / timeout) and `episode_videos` (path or null) in
+per-task metrics;
 `mean_episode_length` and `success_ci95` (Wilson 95% interval, in percent) in every metrics
 block; `latency_ms` in `overall`; top-level `policy` and `settings`. The language ablation adds
 `original_instructions`, `successes_original_goal` and `pc_success_original_goal` /
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import textwrap
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +141,7 @@ def build_eval_info(
             "instructions": [e.instruction for e in eps],
             "episode_lengths": [e.length for e in eps],
             "ended_by": [e.ended_by for e in eps],
+            "episode_videos": [e.video_path for e in eps],
             "mean_episode_length": _mean([e.length for e in eps]),
             **_success_block([e.success for e in eps]),
         }
@@ -167,8 +171,47 @@ def _fmt_ci(block: dict[str, Any], key: str = "") -> str:
     return f"{block[f'pc_success{key}']:.1f} [{low:.1f}, {high:.1f}]"
 
 
-def markdown_report(info: dict[str, Any]) -> str:
-    """A human-readable summary of `eval_info` (the report.md next to eval_info.json)."""
+def link(path: str, base: str | Path | None) -> str:
+    """`path` as a link from a file in folder `base` (None: as recorded). Paths in eval_info
+    are relative to the evaluation's working directory or absolute; a report links them
+    relative to its own folder, so the links work wherever the folder is opened or moved."""
+    if base is None:
+        return path
+    return Path(os.path.relpath(Path(path).absolute(), Path(base).absolute())).as_posix()
+
+
+def _outcome(success: bool, ended_by: str) -> tuple[str, str]:
+    """(outcome, why it ended) of one episode; `ended_by` is empty in eval_info files that predate it."""
+    return ("success" if success else "failure"), (ended_by or ("success" if success else "?"))
+
+
+def episodes_table(info: dict[str, Any], base: str | Path | None = None) -> list[str]:
+    """Markdown rows, one per episode: task, seed, instruction, length, outcome, why it ended, video."""
+    swap = bool(info["per_task"]) and "successes_original_goal" in info["per_task"][0]["metrics"]
+    head = "| task | seed | instruction | length | outcome | why it ended |"
+    if swap:
+        head += " replaced goal reached |"
+    lines = [head + " video |", "|" + "---|" * (head.count("|"))]
+    for t in info["per_task"]:
+        m = t["metrics"]
+        n = len(m["successes"])
+        ended = m.get("ended_by") or [""] * n
+        videos = m.get("episode_videos") or [None] * n
+        for i in range(n):
+            outcome, why = _outcome(m["successes"][i], ended[i])
+            instruction = m["instructions"][i].replace("|", "/")
+            row = f"| {t['task']} | {m['seeds'][i]} | {instruction} | {m['episode_lengths'][i]} | {outcome} | {why} |"
+            if swap:
+                row += f" {'yes' if m['successes_original_goal'][i] else 'no'} |"
+            video = videos[i]
+            row += f" [{Path(video).name}]({link(video, base)}) |" if video else " |"
+            lines.append(row)
+    return lines
+
+
+def markdown_report(info: dict[str, Any], base: str | Path | None = None) -> str:
+    """A human-readable summary of `eval_info` (the report.md next to eval_info.json). `base`:
+    the report's folder, which video links are written relative to (None: paths as recorded)."""
     s, o, pol = info["settings"], info["overall"], info["policy"]
     swap = "pc_success_original_goal" in o
     lines = [
@@ -226,14 +269,29 @@ def markdown_report(info: dict[str, Any]) -> str:
             lines.append(f"| {t['task']} | " + " | ".join(cells) + " |")
         cells = [_fmt_ci(o)] + [_fmt_ci(anchors[a]["overall"]) for a in names]
         lines.append("| **overall** | " + " | ".join(cells) + " |")
+    lines += ["", "## Episodes", "",
+              "Why an episode ended: *success*; *wrong contact* (tabletop: the first contact with an object or "
+              "zone the instruction did not name ends the episode as a failure); *timeout* (the step limit).", "",
+              *episodes_table(info, base)]
     videos = o.get("video_paths", [])
     if videos:
-        lines += ["", "## Videos", ""] + [f"- [{Path(v).name}]({v})" for v in videos]
+        lines += ["", "## Videos", ""] + [f"- [{Path(v).name}]({link(v, base)})" for v in videos]
     return "\n".join(lines) + "\n"
 
 
-def plot_success(info: dict[str, Any], path: str | Path) -> Path:
-    """Per-task success bars with Wilson 95% intervals (PNG)."""
+def _bars(ax, x, pc, ci, width: float, color: str, label: str) -> None:
+    """Success bars with Wilson intervals and their value written above each; a 0% bar shows
+    as a line in its color on the zero line (the axis starts below 0), so it reads as
+    measured-zero rather than missing."""
+    pc, ci = np.asarray(pc, float), np.asarray(ci, float).reshape(-1, 2)
+    err = np.clip(np.stack([pc - ci[:, 0], ci[:, 1] - pc]), 0.0, None)
+    ax.bar(x, pc, width, yerr=err, capsize=2, color=color, edgecolor=color, linewidth=1.2, label=label)
+    for xi, value, high in zip(x, pc, ci[:, 1], strict=True):
+        ax.text(xi, high + 1.5, f"{value:.0f}", ha="center", va="bottom", fontsize=7)
+
+
+def success_figure(info: dict[str, Any]):
+    """The matplotlib figure of `plot_success` (tests read its bars and labels)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -241,40 +299,82 @@ def plot_success(info: dict[str, Any], path: str | Path) -> Path:
 
     tasks = info["per_task"]
     names = [t["task"] for t in tasks]
-    pc = np.array([t["metrics"]["pc_success"] for t in tasks])
-    ci = np.array([t["metrics"]["success_ci95"] for t in tasks]).reshape(-1, 2)
-    err = np.clip(np.stack([pc - ci[:, 0], ci[:, 1] - pc]), 0.0, None)
     anchors = info.get("anchors", {})
     width = 0.8 / (1 + len(anchors))
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * (1 + len(anchors)) * len(names) + 1.5), 3.6))
-    x = np.arange(len(names))
     swap = bool(tasks) and "pc_success_original_goal" in tasks[0]["metrics"]
+    legend = swap or bool(anchors)  # drawn outside the axes, right, so it never hides a bar or its value
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * (1 + len(anchors)) * len(names) + 1.5) + 1.8 * legend, 3.6))
+    x = np.arange(len(names))
     label = "instructed (swapped) goal" if swap else info["policy"].get("name", "success")
     offset = -0.4 + width / 2
-    ax.bar(x + offset, pc, width, yerr=err, capsize=3, color="#4c72b0", label=label)
+    _bars(ax, x + offset, [t["metrics"]["pc_success"] for t in tasks], [t["metrics"]["success_ci95"] for t in tasks],
+          width, "#4c72b0", label)
     for k, (name, a) in enumerate(anchors.items(), start=1):
-        apc = np.array([a["per_task"][n]["pc_success"] for n in names])
-        aci = np.array([a["per_task"][n]["success_ci95"] for n in names]).reshape(-1, 2)
-        aerr = np.clip(np.stack([apc - aci[:, 0], aci[:, 1] - apc]), 0.0, None)
-        ax.bar(x + offset + k * width, apc, width, yerr=aerr, capsize=2, color=ANCHOR_COLORS.get(name, "#8172b3"),
-               label=f"{name} (anchor)")
+        _bars(ax, x + offset + k * width, [a["per_task"][n]["pc_success"] for n in names],
+              [a["per_task"][n]["success_ci95"] for n in names], width, ANCHOR_COLORS.get(name, "#8172b3"),
+              f"{name} (anchor)")
     if swap:
         orig = [t["metrics"]["pc_success_original_goal"] for t in tasks]
         ax.scatter(x + offset, orig, color="#dd8452", zorder=3, label="original goal")
-    if swap or anchors:
-        ax.legend(fontsize=7, loc="upper right", framealpha=0.9)
+    if legend:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_xticks(x, names, rotation=60 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center",
                   fontsize=8)
-    ax.set_ylim(0, 105)
+    ax.axhline(0, color="#bbbbbb", linewidth=0.6, zorder=0)
+    ax.set_ylim(-4, 112)
     ax.set_ylabel("success % (95% Wilson CI)")
     overall = info["overall"]
     ax.set_title(f"{info['policy'].get('name', '')}: {_fmt_ci(overall)} % over {overall['n_episodes']} episodes",
                  fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def plot_success(info: dict[str, Any], path: str | Path) -> Path:
+    """Per-task success bars with Wilson 95% intervals and their values (PNG)."""
+    import matplotlib.pyplot as plt
+
+    fig = success_figure(info)
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+OUTCOME_COLORS = {True: (90, 230, 120), False: (255, 110, 90)}  # success green, failure red (RGB)
+
+
+def annotate_frames(frames: list[np.ndarray], instruction: str, outcome: str, success: bool,
+                    hold: int = 0) -> list[np.ndarray]:
+    """Frames with the instruction written across the top and `step t/T` plus the episode's
+    outcome (in green or red) across the bottom, on translucent bands; the last frame is
+    repeated `hold` more times so the ending can be read. Text scales with the frame width,
+    so videos rendered larger than the policy's input (`EvalConfig.video_size`) stay legible."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not frames:
+        return []
+    h, w = np.asarray(frames[0]).shape[:2]
+    size = max(8, w // 20)
+    try:
+        font = ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        font = ImageFont.load_default()
+    lines = textwrap.wrap(instruction, width=max(8, int(w / (0.55 * size)))) or [""]
+    top = len(lines) * (size + 2) + 4
+    out = []
+    for t, frame in enumerate(frames):
+        img = Image.fromarray(np.asarray(frame, dtype=np.uint8)).convert("RGB")
+        draw = ImageDraw.Draw(img, "RGBA")
+        draw.rectangle([0, 0, w, top], fill=(0, 0, 0, 160))
+        for k, line in enumerate(lines):
+            draw.text((4, 2 + k * (size + 2)), line, fill=(255, 255, 255), font=font)
+        draw.rectangle([0, h - size - 6, w, h], fill=(0, 0, 0, 160))
+        draw.text((4, h - size - 4), f"step {t}/{len(frames) - 1}", fill=(255, 255, 255), font=font)
+        draw.text((w - 4 - draw.textlength(outcome, font=font), h - size - 4), outcome,
+                  fill=OUTCOME_COLORS[bool(success)], font=font)
+        out.append(np.asarray(img))
+    return out + [out[-1]] * hold
 
 
 def write_video(frames: list[np.ndarray], path: str | Path, fps: int) -> Path:
@@ -293,6 +393,6 @@ def write_outputs(info: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "eval_info.json", "report": out / "report.md", "plot": out / "success.png"}
     paths["json"].write_text(json.dumps(info, indent=2))
-    paths["report"].write_text(markdown_report(info))
+    paths["report"].write_text(markdown_report(info, base=out))
     plot_success(info, paths["plot"])
     return paths

@@ -47,7 +47,14 @@ import gymnasium as gym
 import numpy as np
 
 from vla.envs.collection import SUITE_DEFAULTS, task_list
-from vla.envs.eval_report import EpisodeResult, build_eval_info, latency_summary, write_outputs, write_video
+from vla.envs.eval_report import (
+    EpisodeResult,
+    annotate_frames,
+    build_eval_info,
+    latency_summary,
+    write_outputs,
+    write_video,
+)
 
 EVAL_SEED_BASE = 1_000_000_000  # far above the demo seeds (< 100_000 * 50 + attempts)
 POLICY_ANCHORS = ("expert", "blind", "random", "sweep")
@@ -71,6 +78,7 @@ class EvalConfig:
     temporal_ensemble: float | None = None  # ACT coefficient m; None = plain chunk execution
     swap_instructions: bool = False  # tabletop language ablation
     max_videos: int = 0  # episodes saved as mp4 (spread over tasks)
+    video_size: int | None = 256  # videos rendered at this square size (None: the policy's input frames)
     out_dir: str | None = None  # None: return the results without writing files
     progress: bool = True
     fps: int = field(init=False, default=20)
@@ -89,6 +97,8 @@ class EvalConfig:
             raise ValueError(f"temporal_ensemble={self.temporal_ensemble} must be >= 0 (or None to disable)")
         if self.n_action_steps is not None and self.n_action_steps < 1:
             raise ValueError(f"n_action_steps={self.n_action_steps} must be >= 1")
+        if self.video_size is not None and self.video_size < 16:
+            raise ValueError(f"video_size={self.video_size} must be >= 16 pixels (or None for the policy's frames)")
         resolve_eval_tasks(self.suite, self.tasks)  # fail before a policy is loaded, listing valid names
 
 
@@ -135,11 +145,13 @@ class EvalEnv(gym.Env):
     stepping a finished env) never sees it and idle slots can keep being stepped. Adds
     `scripted_action` to observations when asked (the action of the scripted controller
     `scripted`, see `vla.envs.experts.SCRIPTED`, computed here on privileged state) and, with
-    `swap_instructions`, runs the swapped goal while reporting `success_original`.
+    `swap_instructions`, runs the swapped goal while reporting `success_original`. With
+    `video_size`, an episode whose seed is in the reset option `record_seeds` also returns
+    `info['video_frame']`: the camera rendered at video_size x video_size, for its video.
     """
 
     def __init__(self, suite: str, tasks: list[str], env_kwargs: dict[str, Any], scripted: str | None = None,
-                 swap_instructions: bool = False) -> None:
+                 swap_instructions: bool = False, video_size: int | None = None) -> None:
         from vla.envs import make_env
         from vla.envs.experts import make_expert
 
@@ -156,6 +168,7 @@ class EvalEnv(gym.Env):
         self.observation_space = gym.spaces.Dict(spaces)
         self.metadata = base.metadata
         self._done, self._last_obs, self._original = True, None, None
+        self.video_size, self._record = video_size, False
 
     def _env(self, task: str):
         key = task if self.suite == "tabletop" else "all"  # one MetaWorldEnv switches tasks itself
@@ -182,10 +195,13 @@ class EvalEnv(gym.Env):
             forced = {k: v for k, v in (("family", goal.family), ("block", goal.block), ("zone", goal.zone)) if v}
             obs, _ = env.reset(seed=seed, options=forced)  # same seed -> same scene, new goal
         self._done = False
+        self._record = bool(self.video_size) and seed in (options or {}).get("record_seeds", ())
         if hasattr(self._expert, "reset"):
             self._expert.reset(env, seed)
         info = {"task": env.task_description,
                 "original_task": self._original.instruction if self._original else env.task_description}
+        if self._record:
+            info["video_frame"] = env.render_at(self.video_size, self.video_size)
         return self._observe(obs), info
 
     def _observe(self, obs: dict[str, Any]) -> dict[str, Any]:
@@ -204,6 +220,8 @@ class EvalEnv(gym.Env):
                "ended_by": _ended_by(info, terminated, truncated)}
         if self._original is not None:
             out["success_original"] = bool(env.success_for(self._original))
+        if self._record:
+            out["video_frame"] = env.render_at(self.video_size, self.video_size)
         return self._observe(obs), float(reward), False, False, out
 
     def close(self) -> None:
@@ -418,11 +436,17 @@ def _frame(obs: dict[str, Any], slot: int) -> np.ndarray:
     return (next(iter(pixels.values())) if isinstance(pixels, dict) else pixels)[slot]
 
 
+def _video_frame(obs: dict[str, Any], info: dict[str, Any], slot: int, video_size: int | None) -> np.ndarray:
+    """Slot `slot`'s frame for its video: the env's large render, or the observation image."""
+    return np.array(info["video_frame"][slot] if video_size else _frame(obs, slot))
+
+
 def make_vector_env(cfg: EvalConfig, tasks: list[TaskSpec], policy: EvalPolicy, render: bool) -> gym.vector.VectorEnv:
     """`cfg.n_envs` EvalEnv slots; worker processes (spawn) unless `async_envs` is False."""
     env_kwargs = {"obs_type": "pixels_agent_pos" if render else "state", "camera": cfg.camera, "height": cfg.height,
                   "width": cfg.width, "episode_length": cfg.episode_length}
-    fn = partial(EvalEnv, cfg.suite, [t.name for t in tasks], env_kwargs, policy.scripted, cfg.swap_instructions)
+    fn = partial(EvalEnv, cfg.suite, [t.name for t in tasks], env_kwargs, policy.scripted, cfg.swap_instructions,
+                 cfg.video_size)
     use_async = cfg.n_envs > 1 if cfg.async_envs is None else cfg.async_envs
     mode = gym.vector.AutoresetMode.DISABLED
     if use_async:
@@ -477,7 +501,9 @@ def _rollouts(cfg: EvalConfig, policy: EvalPolicy) -> dict[str, Any]:
     total = len(queue)
     videos_dir = Path(cfg.out_dir) / "videos" if cfg.out_dir else None
     want_video = (lambda ti, i: i * len(tasks) + ti < cfg.max_videos) if videos_dir else (lambda ti, i: False)
-    envs = make_vector_env(cfg, tasks, policy, render=policy.needs_images or (cfg.max_videos > 0 and bool(videos_dir)))
+    # observations carry images for the policy, or for videos made of them (video_size None)
+    videos_from_obs = cfg.max_videos > 0 and bool(videos_dir) and not cfg.video_size
+    envs = make_vector_env(cfg, tasks, policy, render=policy.needs_images or videos_from_obs)
     execs = [ChunkExecutor(n_steps, cfg.temporal_ensemble) for _ in range(cfg.n_envs)]
     slots: list[dict[str, Any] | None] = [None] * cfg.n_envs
     results: list[EpisodeResult] = []
@@ -503,12 +529,12 @@ def _rollouts(cfg: EvalConfig, policy: EvalPolicy) -> dict[str, Any]:
             mask = np.zeros(cfg.n_envs, bool)
             mask[js] = True
             seeds = [slots[j]["seed"] if mask[j] else None for j in range(cfg.n_envs)]
-            obs, info = envs.reset(seed=seeds, options={"reset_mask": mask, "task": name})
+            record = [slots[j]["seed"] for j in js if slots[j]["frames"] is not None]
+            obs, info = envs.reset(seed=seeds, options={"reset_mask": mask, "task": name, "record_seeds": record})
             for j in js:
                 slots[j]["instruction"], slots[j]["original"] = str(info["task"][j]), str(info["original_task"][j])
-        for j in (j for js in by_task.values() for j in js):
-            if slots[j]["frames"] is not None:
-                slots[j]["frames"].append(_frame(obs, j).copy())
+                if slots[j]["frames"] is not None:
+                    slots[j]["frames"].append(_video_frame(obs, info, j, cfg.video_size))
 
     try:
         assign(list(range(cfg.n_envs)))
@@ -539,7 +565,7 @@ def _rollouts(cfg: EvalConfig, policy: EvalPolicy) -> dict[str, Any]:
                 s["ok"] |= bool(info.get("success", none)[j])
                 s["ok_orig"] |= bool(info.get("success_original", none)[j])
                 if s["frames"] is not None:
-                    s["frames"].append(_frame(obs, j).copy())
+                    s["frames"].append(_video_frame(obs, info, j, cfg.video_size))
                 if info.get("episode_done", none)[j]:
                     s["ended_by"] = str(info["ended_by"][j])
                     results.append(_finish(cfg, s, videos_dir))
@@ -565,11 +591,14 @@ def _finish(cfg: EvalConfig, s: dict[str, Any], videos_dir: Path | None) -> Epis
     """Close one slot's episode into a record (and its video, if it was being recorded)."""
     task: TaskSpec = s["task"]
     video = None
+    ended_by = s.get("ended_by", "")
     if s["frames"] is not None and videos_dir is not None:
-        video = str(write_video(s["frames"], videos_dir / f"{task.name}_ep{s['i']:03d}.mp4", cfg.fps))
+        outcome = f"{ended_by or ('success' if s['ok'] else 'failure')} ({s['len']} steps)"
+        frames = annotate_frames(s["frames"], s["instruction"], outcome, s["ok"], hold=cfg.fps)
+        video = str(write_video(frames, videos_dir / f"{task.name}_ep{s['i']:03d}.mp4", cfg.fps))
     swap = cfg.swap_instructions
     return EpisodeResult(task=task.name, task_group=task.group, task_id=task.task_id, episode_index=s["i"],
                          seed=s["seed"], instruction=s["instruction"], success=s["ok"], sum_reward=s["sum"],
                          max_reward=s["max"], length=s["len"], original_instruction=s["original"] if swap else None,
                          success_original=s["ok_orig"] if swap else None, video_path=video,
-                         ended_by=s.get("ended_by", ""))
+                         ended_by=ended_by)

@@ -34,6 +34,12 @@ from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.envs.configs import EnvConfig
 from lerobot.utils.constants import ACTION, OBS_IMAGE, OBS_IMAGES, OBS_STATE
 
+# `lerobot-eval --policy.path=<llada_vla checkpoint>` parses the checkpoint's config before it
+# runs, so `llada_vla` and its processor steps must be registered by then. The env plugin
+# registers them: `--policy.discover_packages_path` cannot, because lerobot-eval passes every
+# `--policy.*` flag on to the saved config, which rejects it as an unknown field.
+import vla.policies.configuration_llada_vla  # noqa: F401, E402
+import vla.policies.processor_llada_vla  # noqa: F401, E402
 from vla.envs import GYM_IDS
 from vla.envs.metaworld_suite import CAMERAS as METAWORLD_CAMERAS
 from vla.envs.metaworld_suite import FPS as METAWORLD_FPS

@@ -34,7 +34,7 @@ from vla.envs.instructions import (  # noqa: E402
     metaworld_difficulty_groups,
     metaworld_instruction,
 )
-from vla.envs.rendering import CameraRenderer, check_env_args  # noqa: E402
+from vla.envs.rendering import CameraRenderer, check_env_args, renderer_at  # noqa: E402
 
 CAMERAS = ("corner4", "corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV")
 FLIPPED_CAMERAS = ("corner", "corner2", "corner3", "corner4")  # render upside down
@@ -136,6 +136,7 @@ class MetaWorldEnv(gym.Env):
         self._envs: dict[str, Any] = {}
         self._renderer: CameraRenderer | None = None
         self._renderer_task: str | None = None
+        self._large_renderer: CameraRenderer | None = None  # render_at's (evaluation videos)
         self._next_task = 0
         self.current_task = self.tasks[0]
         self.raw_state = np.zeros(39)
@@ -216,7 +217,16 @@ class MetaWorldEnv(gym.Env):
             self._renderer_task = self.current_task
         return self._renderer.render(self.sawyer.data)
 
+    def render_at(self, height: int, width: int) -> np.ndarray:
+        """The configured camera at another size than the observations (evaluation videos)."""
+        flip = self.camera in FLIPPED_CAMERAS
+        self._large_renderer = renderer_at(self._large_renderer, self.sawyer.model, self.camera, height, width, flip)
+        return self._large_renderer.render(self.sawyer.data)
+
     def close(self) -> None:
+        if self._large_renderer is not None:
+            self._large_renderer.close()
+            self._large_renderer = None
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None

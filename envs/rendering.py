@@ -82,6 +82,7 @@ class CameraRenderer:
         # The offscreen framebuffer must be at least as large as the requested frame.
         model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), width)
         model.vis.global_.offheight = max(int(model.vis.global_.offheight), height)
+        self.model = model
         self.camera = camera
         self.flip = flip
         self.height = height
@@ -124,6 +125,19 @@ class CameraRenderer:
             self._renderer.close()
             self._renderer = None
         _LIVE.discard(self)
+
+
+def renderer_at(current: CameraRenderer | None, model: mujoco.MjModel, camera: str, height: int, width: int,
+                flip: bool = False) -> CameraRenderer:
+    """`current` if it already renders `model`'s `camera` at `height` x `width`, else a fresh
+    renderer (`current` is closed). Envs keep one for frames at another size than their
+    observations, e.g. evaluation videos larger than the policy's input."""
+    if current is not None and current.model is model and (current.camera, current.height, current.width,
+                                                            current.flip) == (camera, height, width, flip):
+        return current
+    if current is not None:
+        current.close()
+    return CameraRenderer(model, camera, height, width, flip=flip)
 
 
 def check_env_args(suite: str, obs_type: str, camera: str, cameras, render_mode: str | None,

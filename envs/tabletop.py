@@ -54,7 +54,7 @@ import numpy as np  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
 from vla.envs.instructions import tabletop_instruction, tabletop_paraphrases  # noqa: E402
-from vla.envs.rendering import CameraRenderer, camera_names, check_env_args  # noqa: E402
+from vla.envs.rendering import CameraRenderer, camera_names, check_env_args, renderer_at  # noqa: E402
 
 SUITE_FAMILIES = ("push", "touch", "reach", "reach_slots")  # what task='all' runs
 FAMILIES = (*SUITE_FAMILIES, "reach_fixed")  # every family; task ids are positions here
@@ -213,6 +213,7 @@ class TabletopEnv(gym.Env):
             int(self.model.jnt_qposadr[self.model.joint(n).id]) for n in ("finger_left", "finger_right")
         ]
         self._renderer: CameraRenderer | None = None
+        self._large_renderer: CameraRenderer | None = None  # render_at's (evaluation videos)
         assert set(CAMERAS) <= set(camera_names(self.model))
 
         self.action_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
@@ -449,6 +450,11 @@ class TabletopEnv(gym.Env):
             self._renderer = CameraRenderer(self.model, self.camera, self.height, self.width)
         return self._renderer.render(self.data)
 
+    def render_at(self, height: int, width: int) -> np.ndarray:
+        """The configured camera at another size than the observations (evaluation videos)."""
+        self._large_renderer = renderer_at(self._large_renderer, self.model, self.camera, height, width)
+        return self._large_renderer.render(self.data)
+
     def segmentation(self) -> np.ndarray:
         """Geom id per pixel of the configured camera (tests use it to measure objects)."""
         if self._renderer is None:
@@ -459,3 +465,6 @@ class TabletopEnv(gym.Env):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+        if self._large_renderer is not None:
+            self._large_renderer.close()
+            self._large_renderer = None

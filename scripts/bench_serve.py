@@ -112,11 +112,15 @@ round trip under control p50 {crtt['p50']:.1f} / p99 {crtt['p99']:.1f} ms over {
 
 
 def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace (or append) the `## Deployment` section, leaving every other section as it is."""
+    """Replace (or append) the `## Deployment` section, leaving every other section as it is,
+    then refresh README.md's results block."""
     doc = path.read_text()
     pattern = re.compile(r"^## Deployment\n.*?(?=^## |\Z)", re.S | re.M)
     doc = pattern.sub(lambda _: text + "\n", doc) if pattern.search(doc) else doc.rstrip("\n") + "\n\n" + text
     path.write_text(doc)
+    from vla.bench.readme_results import refresh_readme
+
+    refresh_readme(path)  # README.md's "Results today" block quotes this section
 
 
 def main() -> None:

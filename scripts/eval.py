@@ -6,8 +6,10 @@
     python scripts/eval.py --policy expert --suite metaworld --tasks MT10 --n-episodes 10 --out outputs/eval/mt10_expert
     python scripts/eval.py --policy.path=DIR --suite tabletop --tasks all --swap-instructions --out outputs/eval/swap
 
-Writes <out>/eval_info.json (LeRobot's schema + extras), report.md, success.png and up to
---max-videos episode videos. Episode i of every task uses seed --seed-base + i (disjoint from
+Writes <out>/eval_info.json (LeRobot's schema + extras), report.md (summary, per-task and
+per-episode tables: seed, instruction, length, outcome and why it ended; links relative to
+<out>), success.png and up to --max-videos episode videos (--video-size px, instruction and
+outcome written on the frames). Episode i of every task uses seed --seed-base + i (disjoint from
 scripts/collect_demos.py's seeds). See docs/evaluation.md.
 """
 
@@ -54,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--anchors", default="", metavar="expert,random",
                    help="also roll out these anchors on the same seeds; reported next to the policy")
     p.add_argument("--max-videos", type=int, default=4, help="episodes saved as mp4")
+    p.add_argument("--video-size", type=int, default=256,
+                   help="videos rendered at this square size, instruction and outcome written on them "
+                        "(0: the policy's input frames)")
     p.add_argument("--device", default=None, help="policy device (default: the checkpoint's)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-progress", action="store_true")
@@ -77,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             seed_base=args.seed_base, camera=args.camera, height=args.height, width=args.width,
             episode_length=args.episode_length, n_action_steps=args.n_action_steps,
             temporal_ensemble=args.temporal_ensemble, swap_instructions=args.swap_instructions,
-            max_videos=args.max_videos, out_dir=args.out, progress=not args.no_progress,
+            max_videos=args.max_videos, video_size=args.video_size or None, out_dir=args.out,
+            progress=not args.no_progress,
         )
         if args.demos:
             check_seeds_disjoint([cfg.seed_base + i for i in range(cfg.n_episodes)], args.demos)

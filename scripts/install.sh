@@ -55,3 +55,5 @@ else
   fi
 fi
 echo "export VLA_PY=$venv/bin/python"
+# and the environment's console scripts (lerobot-train, lerobot-eval) on PATH, as the README uses them
+echo "export PATH=\"$venv/bin:\$PATH\""

@@ -191,6 +191,9 @@ def test_saved_llada_policy_evaluates_and_writes_every_output(tiny_policy, tmp_p
     assert lat["n_calls"] >= 2 * 20 // 5 // 2 and 0 < lat["p50"] <= lat["p99"]
     videos = list((out / "videos").glob("*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 1000
+    import imageio.v2 as imageio
+
+    assert imageio.get_reader(videos[0]).get_data(0).shape == (256, 256, 3)  # --video-size default, input 96
     assert info["overall"]["video_paths"] == [str(videos[0])]
     assert (out / "report.md").is_file() and (out / "success.png").is_file()
 

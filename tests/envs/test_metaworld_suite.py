@@ -69,6 +69,9 @@ def test_corner_camera_frames_are_flipped_upright():
     raw = CameraRenderer(env.sawyer.model, "corner4", 96, 96, flip=False)
     np.testing.assert_array_equal(raw.render(env.sawyer.data), obs["pixels"][::-1, ::-1])
     raw.close()
+    # video frames (another renderer, another size) are flipped the same way, for every task's model
+    np.testing.assert_array_equal(env.render_at(96, 96), obs["pixels"])
+    assert env.render_at(160, 160).shape == (160, 160, 3)
     env.close()
 
 

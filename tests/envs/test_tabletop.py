@@ -98,6 +98,11 @@ def test_image_is_upright():
     red = (img[..., 0] > 150) & (img[..., 1] < 80) & (img[..., 2] < 80)
     r, c = np.nonzero(red)
     assert r.size > 20 and r.mean() < 48 and c.mean() > 48
+    np.testing.assert_array_equal(env.render_at(96, 96), env.render())  # video frames: same camera, same way up
+    big = env.render_at(256, 256).astype(int)
+    red = (big[..., 0] > 150) & (big[..., 1] < 80) & (big[..., 2] < 80)
+    r, c = np.nonzero(red)
+    assert r.size > 20 * (256 / 96) ** 2 * 0.5 and r.mean() < 128 and c.mean() > 128
     env.close()
 
 
