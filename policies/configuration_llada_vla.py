@@ -77,6 +77,8 @@ class LLaDAVLAConfig(PreTrainedConfig):
     num_maskings: int = 1  # independent maskings of each sample's action block per prefix encoding
     slot_embeddings: bool = False  # a learned embedding per action slot (its step and dim)
     label_sigma: float = 0.0  # soft targets over neighbouring bins (Gaussian std in bins); 0 = one-hot CE
+    fusion_token: bool = False  # one prefix token: an MLP over [keypoints, instruction, state] (needs keypoints)
+    fusion_slots: bool = False  # each action slot's input gets its own projection of the fused token
     random_shift: int = 0  # image augmentation: shift by up to this many pixels (pad + random crop, DrQ); 0 = off
     drop_constant_actions: bool = False  # no slots for action dims that are constant in the dataset
     # Filled automatically from the dataset stats when the policy is first built (do not set by hand;

@@ -102,6 +102,7 @@ def to_vla_config(config: LLaDAVLAConfig, tokenizer: TextTokenizer) -> VLAConfig
         attention=config.attention, loss_weighting=config.loss_weighting, mask_eps=config.mask_eps,
         full_mask_prob=config.full_mask_prob, num_maskings=config.num_maskings, random_shift=config.random_shift,
         slot_embeddings=config.slot_embeddings, label_sigma=config.label_sigma,
+        fusion_token=config.fusion_token, fusion_slots=config.fusion_slots,
         constant_dims=tuple(config.constant_action_dims or ()), constant_values=tuple(config.constant_action_values or ()),
         max_text_len=config.max_text_len, backbone_path=config.backbone_path,
         pad_token_id=tokenizer.pad_id, sep_token_id=tokenizer.sep_id, mask_token_id=tokenizer.mask_id,

@@ -29,11 +29,12 @@ def test_random_shift_moves_pixels_by_at_most_pad_and_is_seeded_per_sample():
     assert torch.equal(random_shift(images, 0, seeds), images)
 
 
-def test_the_multi_masking_loss_is_the_mean_of_single_masking_losses_on_the_same_masks(tokenizer):
+@pytest.mark.parametrize("extra", [{}, {"vision": {"keypoints": 2}, "fusion_token": True, "fusion_slots": True}])
+def test_the_multi_masking_loss_is_the_mean_of_single_masking_losses_on_the_same_masks(tokenizer, extra):
     """num_maskings=M scores M maskings of each block against one prefix encoding; the loss
     equals the mean of M ordinary (one-masking) losses, each with its masks given explicitly."""
     torch.manual_seed(0)
-    model = LLaDAVLA(small_config(tokenizer, num_maskings=3))
+    model = LLaDAVLA(small_config(tokenizer, num_maskings=3, **extra))
     obs = make_obs(tokenizer)
     actions = torch.rand(3, 3, 4) * 2 - 1
     seeds = torch.tensor([5, 6, 7])
@@ -46,7 +47,7 @@ def test_the_multi_masking_loss_is_the_mean_of_single_masking_losses_on_the_same
         logits = model.forward_full(prefix, valid, torch.where(mask, MASK, targets))  # no cache, full pass
         singles.append(masked_diffusion_loss(logits, targets, mask, p_mask)[0])
     assert loss.item() == pytest.approx(torch.stack(singles).mean().item(), rel=1e-5, abs=1e-6)
-    one = LLaDAVLA(small_config(tokenizer))
+    one = LLaDAVLA(small_config(tokenizer, **extra))
     one.load_state_dict(model.state_dict())
     first, _ = one.compute_loss(obs, actions, sample_seeds=seeds)  # M=1 is the first of those maskings
     assert first.item() == pytest.approx(singles[0].item(), rel=1e-5)
@@ -234,6 +235,26 @@ def test_language_keypoints_follow_the_instruction_to_the_cell_it_asks_for(token
     assert prefix.shape[1] == model.vision.num_tokens + n_state + 1 + obs.text_ids.shape[1] + 1  # + fusion, SEP
     with pytest.raises(ValueError, match="lang_keypoints"):
         small_config(tokenizer, vision={"lang_keypoints": -1})
+
+
+def test_fusion_slots_give_each_slot_its_own_view_and_keep_every_cache_exact(tokenizer):
+    torch.manual_seed(0)
+    kw = dict(vision={"keypoints": 2, "lang_keypoints": 1}, fusion_token=True, fusion_slots=True)
+    model = LLaDAVLA(small_config(tokenizer, **kw)).eval()
+    obs = make_obs(tokenizer)
+    prefix, _ = model.embed_prefix(obs)
+    cond = model.slot_conditions(prefix)
+    assert cond.shape == (obs.batch_size, model.cfg.action_len, model.cfg.backbone.d_model)
+    assert not torch.allclose(cond[:, 0], cond[:, 1])  # slot 0 and slot 1 read different projections
+    a1, _ = model.sample_actions(obs, use_cache=True)
+    a2, _ = model.sample_actions(obs, use_cache=False)
+    assert torch.equal(a1, a2)
+    causal = LLaDAVLA(small_config(tokenizer, **kw, attention="causal", decoder={"name": "ar", "steps": None})).eval()
+    b1, r1 = causal.sample_actions(obs, use_cache=True)  # the incremental cache embeds slot by slot
+    b2, r2 = causal.sample_actions(obs, use_cache=False)
+    assert torch.equal(r1.bins, r2.bins)
+    with pytest.raises(ValueError, match="fusion_slots"):
+        small_config(tokenizer, fusion_slots=True)
 
 
 def test_a_saved_policy_reloads_without_stats_whether_or_not_a_dim_was_constant(tmp_path):

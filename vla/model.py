@@ -59,6 +59,7 @@ class VLAConfig:
     slot_embeddings: bool = False  # a learned embedding per action slot (which step, which dim), added to its token
     label_sigma: float = 0.0  # soft targets: a Gaussian over neighbouring bins with this std (bins); 0 = one-hot
     fusion_token: bool = False  # one prefix token from an MLP over [keypoint layout, instruction, state] (needs keypoints)
+    fusion_slots: bool = False  # each action slot's input also gets its own linear projection of the fused token
     max_text_len: int = 32  # instruction tokens kept (longer ones are truncated)
     backbone_path: str | None = None  # local LLaDA / LLaDA-V checkpoint dir; overrides `backbone`
     pad_token_id: int = 0  # special ids: set from the text tokenizer, never by hand
@@ -85,6 +86,8 @@ class VLAConfig:
             raise ValueError("num_maskings > 1 needs a masked block; the causal AR baseline scores every slot once")
         if self.fusion_token and self.vision.keypoints + self.vision.lang_keypoints <= 0:
             raise ValueError("fusion_token reads the keypoint layout: set vision keypoints > 0 (or fusion_token=false)")
+        if self.fusion_slots and not self.fusion_token:
+            raise ValueError("fusion_slots projects the fused token: set fusion_token=true (or fusion_slots=false)")
         if self.random_shift < 0 or self.label_sigma < 0:
             raise ValueError(f"random_shift={self.random_shift} (pixels) and label_sigma={self.label_sigma} (bins) "
                              "must be >= 0 (0 = off)")
@@ -180,6 +183,12 @@ class LLaDAVLA(nn.Module):
             n_in = d * (len(cfg.vision.cameras) * (cfg.vision.keypoints + cfg.vision.lang_keypoints + 1)
                     + 1 + (cfg.state_dim > 0))
             self.fusion = nn.Sequential(nn.Linear(n_in, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+        # Slots share one read-out (the K action rows of the LM head), so slot j must carry
+        # *its* action dim and step, a different projection of the fused token for each slot.
+        # Measured (docs/training.md, "Grounding"): a linear read-out of the fused token, identical for every
+        # slot but for a small slot embedding, learns grounding at half the rate of one
+        # projection per slot; through the backbone without it, not at all in CPU minutes.
+        self.slot_condition = nn.Linear(d, cfg.action_len * d) if cfg.fusion_slots else None
         self.state_proj = nn.Linear(cfg.state_dim, d) if cfg.state_dim > 0 else None
         low = action_low if action_low is not None else -torch.ones(cfg.action_dim)
         high = action_high if action_high is not None else torch.ones(cfg.action_dim)
@@ -229,13 +238,24 @@ class LLaDAVLA(nn.Module):
         valid.append(torch.cat([text_mask, torch.ones_like(sep, dtype=torch.bool)], 1))
         return torch.cat(parts, 1), torch.cat(valid, 1)
 
-    def embed_actions(self, bins: torch.Tensor, start: int = 0) -> torch.Tensor:
-        """(B, T) bins with MASK (-1) of slots start..start+T -> (B, T, d) embeddings of action / [MASK] tokens."""
+    def slot_conditions(self, prefix: torch.Tensor) -> torch.Tensor | None:
+        """Prefix (B, P, d) -> each action slot's projection of the fused token (B, L, d), or None (off)."""
+        if self.slot_condition is None:
+            return None
+        fused = prefix[:, self.vision.num_tokens + int(self.state_proj is not None)]  # after image and state tokens
+        return self.slot_condition(fused).view(prefix.shape[0], self.cfg.action_len, -1)
+
+    def embed_actions(self, bins: torch.Tensor, start: int = 0, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) bins with MASK (-1) of slots start..start+T -> (B, T, d) embeddings of action / [MASK] tokens.
+
+        cond: `slot_conditions` of the observation (B, L, d), added slot by slot (None: off)."""
         ids = torch.where(bins == MASK, self.cfg.mask_token_id, bins + self.action_tokenizer.offset)
         x = self.backbone.wte(ids)
-        if self.slot_embed is None:
-            return x
-        return x + self.slot_embed[start : start + bins.shape[1]].to(x.dtype)
+        if self.slot_embed is not None:
+            x = x + self.slot_embed[start : start + bins.shape[1]].to(x.dtype)
+        if cond is not None:
+            x = x + cond[:, start : start + bins.shape[1]].to(x.dtype)
+        return x
 
     def _head_input(self, h_actions: torch.Tensor, h_sep: torch.Tensor) -> torch.Tensor:
         """Hidden (B, L, d) read out at each slot. Causal mode: slot j is read from the position before it."""
@@ -253,7 +273,7 @@ class LLaDAVLA(nn.Module):
     def _full_head_input(self, prefix: torch.Tensor, valid: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
         """One pass over [prefix][action block] -> head input (B, L, d) at the action slots."""
         plen, alen = prefix.shape[1], bins.shape[1]
-        x = torch.cat([prefix, self.embed_actions(bins)], 1)
+        x = torch.cat([prefix, self.embed_actions(bins, cond=self.slot_conditions(prefix))], 1)
         full_valid = torch.cat([valid, torch.ones_like(bins, dtype=torch.bool)], 1)
         mask = make_attn_mask(valid, alen, self.cfg.attention)
         hidden, _ = self.backbone(x, positions_from_valid(full_valid), mask)
@@ -298,7 +318,9 @@ class LLaDAVLA(nn.Module):
             logits = self.forward_full(prefix, valid, bins)
         elif cfg.attention == "prefix":
             cache, h_sep = self.encode_prefix(prefix, valid)
-            logits = self._readout(self._cached_head_input(cache.repeat(n), h_sep.repeat(n, 1), bins), fused=False)
+            cond = self.slot_conditions(prefix)
+            logits = self._readout(self._cached_head_input(cache.repeat(n), h_sep.repeat(n, 1), bins, cond=(
+                None if cond is None else cond.repeat(n, 1, 1))), fused=False)
         else:  # full attention: the prefix sees the block, so each masking needs its own pass
             logits = self.forward_full(prefix.repeat(n, 1, 1), valid.repeat(n, 1), bins)
         scored = mask if valid_m is None else mask & valid_m
@@ -318,10 +340,11 @@ class LLaDAVLA(nn.Module):
         return mask, positions
 
     def _cached_head_input(self, cache: KVCache, h_sep: torch.Tensor, bins: torch.Tensor,
-                           layout: tuple[torch.Tensor | None, torch.Tensor] | None = None) -> torch.Tensor:
+                           layout: tuple[torch.Tensor | None, torch.Tensor] | None = None,
+                           cond: torch.Tensor | None = None) -> torch.Tensor:
         """Head input (B, L, d) of the action block `bins` run against a cached prefix."""
         mask, positions = layout or self._block_layout(cache.valid)
-        hidden, _ = self.backbone(self.embed_actions(bins), positions, mask, past=cache)
+        hidden, _ = self.backbone(self.embed_actions(bins, cond=cond), positions, mask, past=cache)
         return self._head_input(hidden, h_sep)
 
     def encode_prefix(self, prefix: torch.Tensor, valid: torch.Tensor) -> tuple[KVCache, torch.Tensor]:
@@ -356,9 +379,10 @@ class LLaDAVLA(nn.Module):
             return self._incremental_ar_predictor(prefix, valid, fused)
         cache, h_sep = self.encode_prefix(prefix, valid)
         layout = self._block_layout(valid)  # the same for every step
+        cond = self.slot_conditions(prefix)
 
         def predictor(bins: torch.Tensor):
-            return self._readout(self._cached_head_input(cache, h_sep, bins, layout), fused)
+            return self._readout(self._cached_head_input(cache, h_sep, bins, layout, cond), fused)
 
         return predictor
 
@@ -376,6 +400,7 @@ class LLaDAVLA(nn.Module):
         `make_predictor` guarantees.
         """
         cache, h_sep = self.encode_prefix(prefix, valid)
+        cond = self.slot_conditions(prefix)
         bsz, plen = valid.shape
         alen = self.cfg.action_len
         keys = [torch.cat([k, k.new_zeros(*k.shape[:2], alen, k.shape[3])], 2) for k in cache.keys]  # (B, nkv, P+L, hd)
@@ -402,7 +427,7 @@ class LLaDAVLA(nn.Module):
                                   (slot < start).expand(bsz, 1, t, alen),
                                   (slot[:t, None] >= slot[None, :t]).expand(bsz, 1, t, t)], -1)
                 positions = cache.next_position[:, None] + slot[new]
-                hidden, kvs = self.backbone(self.embed_actions(bins[:, new], start), positions, mask, past=past,
+                hidden, kvs = self.backbone(self.embed_actions(bins[:, new], start, cond), positions, mask, past=past,
                                             return_kv=True)
                 for (k_new, v_new), k, v in zip(kvs, keys, values, strict=True):
                     k[:, :, plen + start : plen + run] = k_new
@@ -443,7 +468,7 @@ class LLaDAVLA(nn.Module):
         tokenizer is not cast), RMSNorm and RoPE arithmetic, attention softmax, and the
         LSC logits and confidences (`lsc_logits` computes the K-way head in fp32).
         """
-        for module in (self.vision, self.backbone, self.state_proj):
+        for module in (self.vision, self.backbone, self.state_proj, self.fusion, self.slot_condition):
             if module is not None:
                 module.to(dtype)
         return self
