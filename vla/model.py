@@ -185,7 +185,7 @@ class LLaDAVLA(nn.Module):
             self.fusion = nn.Sequential(nn.Linear(n_in, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
         # Slots share one read-out (the K action rows of the LM head), so slot j must carry
         # *its* action dim and step, a different projection of the fused token for each slot.
-        # Measured (docs/training.md, "Grounding"): a linear read-out of the fused token, identical for every
+        # Measured (docs/model.md, issue 14): a linear read-out of the fused token, identical for every
         # slot but for a small slot embedding, learns grounding at half the rate of one
         # projection per slot; through the backbone without it, not at all in CPU minutes.
         self.slot_condition = nn.Linear(d, cfg.action_len * d) if cfg.fusion_slots else None
