@@ -38,15 +38,17 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
+from tqdm import tqdm
 
-from vla.envs.collection import SUITE_DEFAULTS, task_list
+from vla.envs import make_env
+from vla.envs.collection import task_list
 from vla.envs.eval_report import (
     EpisodeResult,
     annotate_frames,
@@ -55,6 +57,10 @@ from vla.envs.eval_report import (
     write_outputs,
     write_video,
 )
+from vla.envs.experts import make_expert
+from vla.envs.instructions import metaworld_difficulty_groups
+from vla.envs.suites import get_suite
+from vla.envs.tabletop import all_goals
 
 EVAL_SEED_BASE = 1_000_000_000  # far above the demo seeds (< 100_000 * 50 + attempts)
 POLICY_ANCHORS = ("expert", "blind", "random", "sweep")
@@ -84,11 +90,10 @@ class EvalConfig:
     fps: int = field(init=False, default=20)
 
     def __post_init__(self) -> None:
-        if self.suite not in SUITE_DEFAULTS:
-            raise ValueError(f"unknown suite {self.suite!r}; choose from {sorted(SUITE_DEFAULTS)}")
-        camera, height, width, steps, self.fps = SUITE_DEFAULTS[self.suite]
-        self.camera, self.height, self.width = self.camera or camera, self.height or height, self.width or width
-        self.episode_length = self.episode_length or steps
+        spec = get_suite(self.suite)
+        self.fps = spec.fps
+        self.camera, self.height = self.camera or spec.camera, self.height or spec.image_size[0]
+        self.width, self.episode_length = self.width or spec.image_size[1], self.episode_length or spec.episode_length
         if self.n_episodes < 1 or self.n_envs < 1:
             raise ValueError(f"need n_episodes >= 1 and n_envs >= 1, got {self.n_episodes} and {self.n_envs}")
         if self.swap_instructions and self.suite != "tabletop":
@@ -113,8 +118,6 @@ def resolve_eval_tasks(suite: str, spec: str) -> list[TaskSpec]:
     """Tasks of a spec with their stable ids and groups; raises listing valid names."""
     groups: dict[str, str] = {}
     if suite == "metaworld":
-        from vla.envs.instructions import metaworld_difficulty_groups
-
         groups = {t: g for g, ts in metaworld_difficulty_groups().items() for t in ts}
     return [TaskSpec(name, groups.get(name, suite), tid) for tid, name in task_list(suite, spec)]
 
@@ -152,9 +155,6 @@ class EvalEnv(gym.Env):
 
     def __init__(self, suite: str, tasks: list[str], env_kwargs: dict[str, Any], scripted: str | None = None,
                  swap_instructions: bool = False, video_size: int | None = None) -> None:
-        from vla.envs import make_env
-        from vla.envs.experts import make_expert
-
         self.suite, self.tasks, self.swap = suite, list(tasks), swap_instructions
         self._make = partial(make_env, suite, **env_kwargs)
         self._envs: dict[str, Any] = {}
@@ -187,8 +187,6 @@ class EvalEnv(gym.Env):
         obs, _ = env.reset(seed=seed, options={"task": task} if self.suite == "metaworld" else None)
         self._original = None
         if self.swap:
-            from vla.envs.tabletop import all_goals
-
             self._original = env.goal
             others = [g for g in all_goals(env.goal.family) if g != env.goal]
             goal = others[int(np.random.default_rng([seed or 0, 1]).integers(len(others)))]
@@ -319,7 +317,7 @@ class LeRobotPolicy:
         pass  # stateless between calls: chunk queues live in the evaluator
 
     def act(self, obs: dict[str, Any], slots: list[int]) -> np.ndarray:
-        import torch
+        import torch  # lazy: env worker processes import this module torch-free
         from lerobot.envs.utils import preprocess_observation
 
         batch = preprocess_observation({k: obs[k] for k in ("pixels", "agent_pos") if k in obs})
@@ -360,6 +358,7 @@ def load_policy(spec: str, device: str | None = None, decoder: str | None = None
     if not (path / "config.json").is_file():
         raise ValueError(f"policy {spec!r} is neither one of {list(POLICY_ANCHORS)} nor a checkpoint directory "
                          "with config.json (e.g. outputs/train/x/checkpoints/last/pretrained_model)")
+    # lazy: env worker processes import this module torch-free
     from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
     from vla.policies.modeling_llada_vla import LLaDAVLAPolicy
@@ -467,14 +466,12 @@ def evaluate(cfg: EvalConfig, policy: EvalPolicy, anchors: tuple[str, ...] = ())
     and seeds; their success goes into `info['anchors']`, the report and the plot, so the
     policy's number is read between its upper and lower bound.
     """
-    import dataclasses
-
     unknown = sorted(set(anchors) - set(POLICY_ANCHORS))
     if unknown:
         raise ValueError(f"unknown anchors {unknown}; choose from {list(POLICY_ANCHORS)}")
     info = _rollouts(cfg, policy)
     if anchors:
-        quiet = dataclasses.replace(cfg, out_dir=None, max_videos=0)
+        quiet = replace(cfg, out_dir=None, max_videos=0)
         info["anchors"] = {name: anchor_summary(_rollouts(quiet, load_policy(name))) for name in anchors}
     if cfg.out_dir:
         info["outputs"] = {k: str(v) for k, v in write_outputs(info, cfg.out_dir).items()}
@@ -492,8 +489,6 @@ def anchor_summary(info: dict[str, Any]) -> dict[str, Any]:
 
 def _rollouts(cfg: EvalConfig, policy: EvalPolicy) -> dict[str, Any]:
     """The evaluation loop proper: eval_info of `policy` (videos written, no other files)."""
-    from tqdm import tqdm
-
     tasks = resolve_eval_tasks(cfg.suite, cfg.tasks)
     getattr(policy, "nfe", []).clear()  # per-run statistics of a policy object that may be reused
     n_steps = cfg.n_action_steps or policy.n_action_steps

@@ -29,6 +29,7 @@ import torch
 from lerobot.configs.types import NormalizationMode
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
+from peft import LoraConfig, inject_adapter_in_model
 
 from vla.backbone import BackboneConfig
 from vla.decoders import DecodeConfig
@@ -151,8 +152,6 @@ class LLaDAVLAPolicy(PreTrainedPolicy):
 
     def _add_lora(self) -> None:
         """LoRA on every backbone linear; only the K action rows of wte / ff_out stay trainable."""
-        from peft import LoraConfig, inject_adapter_in_model
-
         bb = self.model.backbone
         for p in bb.parameters():
             p.requires_grad_(False)
