@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import os
 
-# The one place MUJOCO_GL is set: every module of this package (and so every mujoco import of
-# ours) runs after this line, and mujoco reads the variable when it is first imported.
+from gymnasium.envs.registration import register, registry
+
+from vla.envs.suites import SUITES, get_suite
+
+# The one place MUJOCO_GL is set (neither import above loads mujoco): every other module of this
+# package, so every mujoco import of ours, runs after this line, and mujoco reads it when first imported.
 os.environ.setdefault("MUJOCO_GL", "egl")
-
-from gymnasium.envs.registration import register, registry  # noqa: E402
-
-from vla.envs.suites import SUITES, get_suite  # noqa: E402
 
 for _spec in SUITES.values():
     if _spec.gym_id not in registry:
