@@ -24,8 +24,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from vla.device import pick_device, use_bf16_autocast
-from vla.model import LLaDAVLA, Observation
-from vla.presets import make_config
+from vla.model import LLaDAVLA, Observation, VLAConfig
 from vla.text_tokenizer import TextTokenizer
 
 COLORS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230), "yellow": (230, 210, 40)}
@@ -102,7 +101,8 @@ def run_demo(minutes: float = 4.0, train_scenes: int = 2048, eval_scenes: int = 
     held_out = make_scenes(eval_scenes, seed=seed + 10_000)
     texts = [t.format(c) for t in TEMPLATES for c in COLORS] + [f"move to the {c} square" for c in COLORS]
     tokenizer = TextTokenizer.train(texts, vocab_size=128)
-    cfg = make_config("tiny", tokenizer, chunk_size=5, action_dim=2)
+    cfg = VLAConfig.from_flat({"vision_kwargs": {"depth": 4}, **tokenizer.config_fields()}, chunk_size=5,
+                              action_dim=2)  # the tiny size
     model = LLaDAVLA(cfg, -torch.ones(2), torch.ones(2)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     ids, mask = tokenizer(data.instructions)

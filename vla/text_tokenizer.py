@@ -121,6 +121,11 @@ class TextTokenizer:
         """Number of ids the embedding must hold (including added special tokens)."""
         return len(self.backend) if self._hf else self.backend.get_vocab_size()
 
+    def config_fields(self) -> dict[str, int]:
+        """The model fields this tokenizer decides (`VLAConfig.from_flat(..., **tok.config_fields())`)."""
+        return {"vocab_size": self.vocab_size, "pad_token_id": self.pad_id, "sep_token_id": self.sep_id,
+                "mask_token_id": self.mask_id}
+
     def encode_one(self, text: str) -> list[int]:
         if self._hf:
             return self.backend.encode(text, add_special_tokens=False)
