@@ -5,8 +5,8 @@
 One run (`compare`) does, in `cfg.out`:
 
 1. `demos/`: `episodes_per_task` scripted-expert demonstrations per task (LeRobotDataset);
-2. `train/<key>/`: each policy of `POLICIES` trained on those demos by `scripts/train.py`
-   for `minutes` of training updates (`--max-minutes`, whatever the step count), one after
+2. `train/<key>/`: each policy of `POLICIES` trained on those demos by
+   `python -m vla.policies.training` for `minutes` of training updates (`--max-minutes`, whatever the step count), one after
    the other on this machine, so each gets the same compute;
 3. `eval/<key>/`: closed-loop evaluation on the same unseen seeds for every policy, the
    expert and random anchors in the first policy's report.
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Results: Meta-World MT10"
 MT10_PRESET = "configs/metaworld_mt10_tiny_cpu.json"
 
-# key -> (label, scripts/train.py arguments). All re-plan every 5 control steps.
+# key -> (label, training arguments). All re-plan every 5 control steps.
 POLICIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "llada_had": ("LLaDA-VLA tiny (HAD)", ("--config", MT10_PRESET)),
     "ar": ("AR baseline (causal, same size)", ("--config", MT10_PRESET, "--policy.attention=causal",

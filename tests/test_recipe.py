@@ -132,7 +132,7 @@ def test_ema_follows_the_weights_and_predicts():
 
 
 def test_the_budget_schedule_warms_up_then_anneals_to_its_floor_when_the_budget_ends():
-    from vla.policies.training import budget_lr
+    from vla.policies.lerobot_patches import budget_lr
 
     assert budget_lr(1e-3, 1e-4, 10, 0, 0.0) == pytest.approx(1e-4)  # warm-up step 1 of 10
     assert budget_lr(1e-3, 1e-4, 10, 50, 0.0) == pytest.approx(1e-3)
