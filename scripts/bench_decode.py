@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
+from vla.bench import decode_bench as db
 from vla.bench.report import write_section
 from vla.bench.roofline import forward_costs, measure_machine, step_matmul_gflops
-from vla.kernels import decode_bench as db
 
 ROOF_BEGIN, ROOF_END = "<!-- roofline:begin (written by scripts/bench_decode.py) -->", "<!-- roofline:end -->"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

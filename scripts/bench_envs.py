@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.metaworld_tasks, args.metaworld_episodes, args.tabletop_episodes = "MT10", 1, 10
 
-    from vla.envs import benchmark as bench
+    from vla.bench import envs_benchmark as bench
     from vla.envs.metaworld_suite import resolve_tasks
     from vla.envs.tabletop import FAMILIES
 
