@@ -5,8 +5,8 @@
 One run (`compare`) does, in `cfg.out`:
 
 1. `demos/`: `episodes_per_task` scripted-expert demonstrations per task (LeRobotDataset);
-2. `train/<key>/`: each policy of `POLICIES` trained on those demos by `scripts/train.py`
-   for `minutes` of training updates (`--max-minutes`, whatever the step count), one after
+2. `train/<key>/`: each policy of `POLICIES` trained on those demos by
+   `python -m vla.policies.training` for `minutes` of training updates (`--max-minutes`, whatever the step count), one after
    the other on this machine, so each gets the same compute;
 3. `eval/<key>/`: closed-loop evaluation on the same unseen seeds for every policy, the
    expert and random anchors in the first policy's report.
@@ -27,11 +27,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from safetensors import safe_open
+
+from vla.bench.results import _ci
+from vla.envs.collection import CollectConfig, collect
+from vla.envs.evaluation import EvalConfig, check_seeds_disjoint, evaluate, load_policy
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Results: Meta-World MT10"
 MT10_PRESET = "configs/metaworld_mt10_tiny_cpu.json"
 
-# key -> (label, scripts/train.py arguments). All re-plan every 5 control steps.
+# key -> (label, training arguments). All re-plan every 5 control steps.
 POLICIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "llada_had": ("LLaDA-VLA tiny (HAD)", ("--config", MT10_PRESET)),
     "ar": ("AR baseline (causal, same size)", ("--config", MT10_PRESET, "--policy.attention=causal",
@@ -80,17 +86,12 @@ def _train(cfg: CompareConfig, key: str, demos: Path, train_dir: Path) -> dict[s
 
 
 def _n_params(checkpoint: str) -> int:
-    from safetensors import safe_open
-
     with safe_open(str(Path(checkpoint) / "model.safetensors"), "np") as f:
         return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
 
 
 def compare(cfg: CompareConfig) -> dict[str, Any]:
     """Run (or finish) collection, every training and every evaluation; -> results."""
-    from vla.envs.collection import CollectConfig, collect
-    from vla.envs.evaluation import EvalConfig, check_seeds_disjoint, evaluate, load_policy
-
     unknown = sorted(set(cfg.policies) - set(POLICIES))
     if unknown:
         raise ValueError(f"unknown policies {unknown}; choose from {list(POLICIES)}")
@@ -136,8 +137,6 @@ def compare(cfg: CompareConfig) -> dict[str, Any]:
 
 def compare_section(r: dict[str, Any], command: str, machine: str) -> str:
     """The BENCHMARKS.md section (markdown) from one `compare` run."""
-    from vla.bench.results import _ci
-
     cfg, trained, evals = r["config"], r["trained"], r["evals"]
     keys = list(evals)
     anchors = evals[keys[0]].get("anchors", {})

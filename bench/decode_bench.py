@@ -19,17 +19,18 @@ import time
 from dataclasses import dataclass
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from vla.bench.roofline import H200_SPEC, ForwardCost, MachineRates, paper_scale_chunks
 from vla.bench.synthetic import COLORS, TEMPLATES, make_scenes
-from vla.decoders import DecodeConfig, DecodeResult, decode
-from vla.model import LLaDAVLA, Observation
-from vla.presets import make_config
+from vla.decoders import DecodeConfig, DecodeResult, _had_key, decode, propose, select_lowest
+from vla.model import LLaDAVLA, Observation, VLAConfig, preset_fields
 from vla.text_tokenizer import TextTokenizer
 
 CHUNK, DIM = 5, 7  # H, D: 35 action slots as in the paper
-SIZES: dict[str, dict] = {  # overrides of the `tiny` preset
-    "tiny": {},
-    "small": {"backbone": {"d_model": 512, "n_layers": 8, "n_heads": 8, "mlp_hidden": 1408}},
+SIZES: dict[str, dict] = {  # model fields (flat names) of the sizes measured; all others at their defaults
+    "tiny": {"vision_kwargs": {"depth": 4}},  # ~5M parameters: ViT-tiny x4 at 96 px, 4-layer d=256 backbone
+    "small": {"vision_kwargs": {"depth": 4}, "d_model": 512, "n_layers": 8, "n_heads": 8, "mlp_hidden": 1408},
 }
 DECODERS: dict[str, DecodeConfig] = {
     "had": DecodeConfig("had", steps=10),
@@ -65,8 +66,8 @@ def make_tokenizer() -> TextTokenizer:
 def build(size: str, tokenizer: TextTokenizer, attention: str = "prefix") -> LLaDAVLA:
     over = copy.deepcopy(SIZES[size])
     if attention == "causal":
-        over.update(attention="causal", decoder={"name": "ar", "steps": None})
-    cfg = make_config("tiny", tokenizer, chunk_size=CHUNK, action_dim=DIM, **over)
+        over.update(attention="causal", decoder="ar", decode_steps=None)
+    cfg = VLAConfig.from_flat({**over, **tokenizer.config_fields()}, chunk_size=CHUNK, action_dim=DIM)
     return LLaDAVLA(cfg).eval()
 
 
@@ -140,8 +141,6 @@ def run_chunk(model: LLaDAVLA, obs: Observation, dec: DecodeConfig, cache: str) 
 
 def chunk_flops(model: LLaDAVLA, obs: Observation, dec: DecodeConfig, cache: str) -> float:
     """FLOPs of one chunk, counted by torch's FlopCounterMode (matmuls and attention), eager model."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         run_chunk(model, obs, dec, cache)
     return float(counter.get_total_flops())
@@ -250,8 +249,6 @@ def step_breakdown(model: LLaDAVLA, obs: Observation, reps: int = 100) -> dict[s
     the vision tower, the prefix pass, one cached denoising forward, `propose`, HAD's selection
     rule. Says what bounds a chunk, and whether the HAD selection deserves a kernel (DESIGN:
     only if it matters)."""
-    from vla.decoders import _had_key, propose, select_lowest
-
     def med(fn) -> float:
         for _ in range(5):
             fn()
@@ -312,8 +309,6 @@ def render_targets(rows: list[Row]) -> str:
 def render_report(out: dict) -> tuple[str, str]:
     """(BENCHMARKS.md `## Decoding speed` section, docs/speed.md roofline block) from the figures
     `scripts/bench_decode.py` saves as JSON, so the tables can be re-rendered without re-measuring."""
-    from vla.bench.roofline import ForwardCost, MachineRates
-
     rows = [Row(**r) for r in out["rows"]]
     machine = MachineRates(**out["machine"])
     peaks = {"fp32": machine.matmul_fp32_gflops, "bf16": machine.matmul_bf16_gflops}
@@ -347,10 +342,8 @@ PAPER_PREFIX = 27 * 27 + 32 + 1  # SigLIP so400m/14 at 384 px (27 x 27 patches) 
 
 
 def paper_scale_line() -> str:
-    """The `llada8b` preset's backbone under `roofline.paper_scale_chunks`: a model, labelled as one."""
-    from vla.bench.roofline import H200_SPEC, paper_scale_chunks
-
-    e = paper_scale_chunks(make_config("llada8b").backbone, PAPER_PREFIX, CHUNK * DIM)
+    """The `llada8b_paper` preset's backbone under `roofline.paper_scale_chunks`: a model, labelled as one."""
+    e = paper_scale_chunks(VLAConfig.from_flat(preset_fields("llada8b_paper")).backbone, PAPER_PREFIX, CHUNK * DIM)
     return (f"Paper scale, a roofline model, not a measurement: the `llada8b` backbone in bf16 at batch 1 on "
             f"{H200_SPEC['name']}, launch overhead removed, prefix {PAPER_PREFIX} tokens, vision left out. "
             f"Prefix {e['prefix_ms']:.1f} ms ({e['prefix_bound']}-bound), 35-slot step {e['step_ms']:.2f} ms "

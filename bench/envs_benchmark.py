@@ -10,6 +10,7 @@ number in it comes from a run (`scripts/bench_envs.py`), never from a hand edit:
 
 from __future__ import annotations
 
+import os
 import platform
 import tempfile
 import time
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vla.bench.report import write_section as write
 from vla.envs import make_env
+from vla.envs.collection import CollectConfig, collect
 from vla.envs.experts import make_expert
 
 SECTION = "## Simulation"
@@ -66,8 +69,6 @@ def steps_per_second(suite: str, task: str, render: bool, steps: int = 300, **en
 
 def demos_per_minute(suite: str, tasks: str, episodes_per_task: int, workers: int) -> dict:
     """Collect a small dataset with the real recorder; returns demos/min and the counts."""
-    from vla.envs.collection import CollectConfig, collect
-
     with tempfile.TemporaryDirectory() as tmp:
         cfg = CollectConfig(
             suite=suite,
@@ -94,8 +95,6 @@ def demos_per_minute(suite: str, tasks: str, episodes_per_task: int, workers: in
 
 def machine() -> str:
     """A one-line description of where the numbers were taken."""
-    import os
-
     return (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
         f"{platform.system()}, MUJOCO_GL={os.environ.get('MUJOCO_GL')}"
@@ -167,6 +166,4 @@ def render_section(results: dict) -> str:
 
 def write_section(path: str | Path, section: str) -> None:
     """Replace (or append) the `## Simulation` section of a markdown file."""
-    from vla.bench.report import write_section as write
-
     write(path, SECTION, section)

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from vla.envs.evaluation import EVAL_SEED_BASE, EvalPolicy
+from vla.envs.experts import TabletopExpert, make_expert
+from vla.envs.tabletop import TabletopEnv, all_goals, parse_families
 
 PROBE_SEED_BASE = EVAL_SEED_BASE + 500_000  # new scenes: neither demonstration nor evaluation seeds
 
@@ -44,9 +46,6 @@ def _heading(xy: np.ndarray) -> np.ndarray:
 
 def probe_grounding(policy: EvalPolicy, cfg: ProbeConfig) -> dict[str, Any]:
     """-> {'per_task': {family: {'score', 'chance', 'n'}}, 'overall': {...}, 'settings'}."""
-    from vla.envs.experts import TabletopExpert, make_expert
-    from vla.envs.tabletop import TabletopEnv, all_goals, parse_families
-
     expert = TabletopExpert()
     per_task: dict[str, dict[str, float]] = {}
     hits_all, chance_all = [], []

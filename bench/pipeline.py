@@ -29,6 +29,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from vla.bench.grounding import ProbeConfig, probe_grounding, probe_table
+from vla.envs.collection import CollectConfig, collect
+from vla.envs.evaluation import EvalConfig, check_seeds_disjoint, evaluate, load_policy
+from vla.envs.recorder import read_progress
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -84,10 +89,6 @@ def _train(cfg: PipelineConfig, demos: Path, train_dir: Path) -> tuple[Path, boo
 
 def run_pipeline(cfg: PipelineConfig) -> dict:
     """Run (or finish) every stage; returns a summary with the success rate and report path."""
-    from vla.envs.collection import CollectConfig, collect
-    from vla.envs.evaluation import EvalConfig, check_seeds_disjoint, evaluate, load_policy
-    from vla.envs.recorder import read_progress
-
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "pipeline_config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -122,8 +123,6 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     policy = load_policy(str(checkpoint))
     probe = None
     if cfg.probe_scenes:
-        from vla.bench.grounding import ProbeConfig, probe_grounding, probe_table
-
         probe = probe_grounding(policy, ProbeConfig(tasks=cfg.tasks, n_scenes=cfg.probe_scenes))
         (out / "grounding_probe.json").write_text(json.dumps(probe, indent=2, default=str))
         print(f"grounding probe ({cfg.probe_scenes} new scenes per family, every goal asked; first chunk's heading):\n"

@@ -23,6 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vla.bench.grounding import ProbeConfig, probe_grounding
+from vla.envs.collection import CollectConfig, collect
+from vla.envs.evaluation import EvalConfig, anchor_summary, evaluate, load_policy
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Training recipe ablation (tabletop)"
 
@@ -77,9 +81,6 @@ def _override_args(overrides: dict[str, Any]) -> list[str]:
 
 def run_variant(cfg: RecipeAblationConfig, name: str, demos: Path) -> dict[str, Any]:
     """Train one variant for the budget, then probe and evaluate it (cached in result.json)."""
-    from vla.bench.grounding import ProbeConfig, probe_grounding
-    from vla.envs.evaluation import EvalConfig, evaluate, load_policy
-
     out = Path(cfg.out) / name
     result_file = out / "result.json"
     if result_file.is_file():
@@ -116,9 +117,6 @@ def run_variant(cfg: RecipeAblationConfig, name: str, demos: Path) -> dict[str, 
 
 def run_ablation(cfg: RecipeAblationConfig) -> dict[str, Any]:
     """Collect once, run every variant, evaluate the anchors once; -> {variants, anchors, config}."""
-    from vla.envs.collection import CollectConfig, collect
-    from vla.envs.evaluation import EvalConfig, anchor_summary, evaluate, load_policy
-
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     demos = out / "demos"

@@ -6,8 +6,11 @@ file (`vla.bench.readme_results`), so the README's headline numbers cannot drift
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
+
+from vla.bench.readme_results import refresh_readme
 
 
 def write_section(path: str | Path, heading: str, section: str) -> None:
@@ -25,15 +28,11 @@ def write_section(path: str | Path, heading: str, section: str) -> None:
         tail = "".join(lines[end:])
         text = "".join(lines[:start]) + section.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
     path.write_text(text)
-    from vla.bench.readme_results import refresh_readme
-
     refresh_readme(path)
 
 
 def machine_line() -> str:
     """Where a figure was measured: CPU model, core count, load at the time."""
-    import os
-
     cpu = platform.processor() or platform.machine()
     info = Path("/proc/cpuinfo")
     if info.exists():

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vla.bench.pipeline import PipelineConfig, run_pipeline
+from vla.envs.evaluation import EvalConfig, evaluate, load_policy
 
 SECTION = "## Results: tabletop"
 # (label, decoder name, steps, threshold): the same 10 forwards per chunk for the fixed-budget
@@ -54,8 +55,6 @@ def run_decoder_ablation(checkpoint: str, out: Path, tasks: str, n_episodes: int
     """-> (eval_info per decoder of DECODER_ABLATION on one checkpoint, same seeds for all; the labels
     evaluated in this call, not read from an earlier run). `done`: an eval_info already measured with
     the checkpoint's own decoder (reused)."""
-    from vla.envs.evaluation import EvalConfig, evaluate, load_policy
-
     policy = load_policy(checkpoint)
     results, measured = {}, []
     for label, name, steps, threshold in DECODER_ABLATION:

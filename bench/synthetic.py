@@ -7,14 +7,25 @@ square, in [-1, 1] image coordinates (x right, y down). The image alone does not
 which square is meant, so a model that ignores the instruction reaches the right one
 only about 1/3 of the time.
 
-This stands in for simulation until a real suite is configured; it needs torch only.
+It needs torch only (no simulator, no LeRobot): `scripts/demo_synthetic.py` trains the tiny
+model on it in minutes, and `vla.bench.decode_bench` times decoders on its scenes. The
+simulated suites (`vla.envs`) are where policies are trained and evaluated for real.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from vla.device import pick_device, use_bf16_autocast
+from vla.model import LLaDAVLA, Observation, VLAConfig
+from vla.text_tokenizer import TextTokenizer
 
 COLORS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230), "yellow": (230, 210, 40)}
 TEMPLATES = ("move to the {} square", "go to the {} square", "reach the {} block", "touch the {} one")
@@ -83,17 +94,6 @@ def run_demo(minutes: float = 4.0, train_scenes: int = 2048, eval_scenes: int = 
     instruction swapped for another square of the same scene (success should follow the
     new instruction, not the old goal), plus decode NFE and latency.
     """
-    import json
-    import time
-    from pathlib import Path
-
-    from tqdm import tqdm
-
-    from vla.device import pick_device, use_bf16_autocast
-    from vla.model import LLaDAVLA, Observation
-    from vla.presets import make_config
-    from vla.text_tokenizer import TextTokenizer
-
     torch.manual_seed(seed)
     dev = pick_device()
     bf16, device = use_bf16_autocast(dev, bf16), dev.type
@@ -101,7 +101,8 @@ def run_demo(minutes: float = 4.0, train_scenes: int = 2048, eval_scenes: int = 
     held_out = make_scenes(eval_scenes, seed=seed + 10_000)
     texts = [t.format(c) for t in TEMPLATES for c in COLORS] + [f"move to the {c} square" for c in COLORS]
     tokenizer = TextTokenizer.train(texts, vocab_size=128)
-    cfg = make_config("tiny", tokenizer, chunk_size=5, action_dim=2)
+    cfg = VLAConfig.from_flat({"vision_kwargs": {"depth": 4}, **tokenizer.config_fields()}, chunk_size=5,
+                              action_dim=2)  # the tiny size
     model = LLaDAVLA(cfg, -torch.ones(2), torch.ones(2)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     ids, mask = tokenizer(data.instructions)
@@ -146,8 +147,6 @@ def run_demo(minutes: float = 4.0, train_scenes: int = 2048, eval_scenes: int = 
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        from safetensors.torch import save_file
-
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         tokenizer.save(out)

@@ -17,11 +17,14 @@ import time
 from pathlib import Path
 
 import torch
+from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
+from lerobot.policies.factory import make_policy, make_pre_post_processors
+
+from vla.policies import LLaDAVLAConfig
+from vla.policies.frame_cache import cache_decoded_frames
 
 
 def policy_config_from_preset(preset: str | Path, **overrides):
-    from vla.policies import LLaDAVLAConfig
-
     fields = json.loads(Path(preset).read_text())["policy"]
     fields = {k: v for k, v in fields.items() if k != "type"}
     return LLaDAVLAConfig(**{**fields, **overrides})
@@ -31,11 +34,6 @@ def measure(dataset: str, preset: str, bf16: bool, cache: bool, steps: int = 30,
             warmup: int = 3, threads: int | None = None, overrides: dict | None = None) -> dict:
     """Samples/s and masked targets/s (action slots scored per second: slots x masked share x
     maskings) of `preset` with policy `overrides`, end to end as lerobot-train runs it."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
-    from lerobot.policies.factory import make_policy, make_pre_post_processors
-
-    from vla.policies.frame_cache import cache_decoded_frames
-
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)

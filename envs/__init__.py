@@ -2,11 +2,12 @@
 
 Modules (one concept each):
 
+- `suites`           the suite registry: every per-suite fact (`SuiteSpec`), entry points by name
 - `rendering`        fast CPU render settings, upright camera frames
 - `instructions`     canonical task strings and paraphrases
-- `metaworld_suite`  Meta-World 3.1.1 tasks / task sets as one gymnasium env
+- `metaworld_suite`  Meta-World 3.1.1 tasks / task sets as one gymnasium env, and its expert
 - `tabletop`         our language-conditioned tabletop scene (assets/tabletop.xml)
-- `experts`          scripted demonstrators for both suites
+- `experts`          scripted tabletop controllers: expert, language-blind anchor, sweep
 - `rollout`          expert episodes as plain arrays (what the recorder writes)
 - `recorder`         crash-safe LeRobotDataset v3 writing (one transaction per episode)
 - `collection`       parallel, resumable demo collection (scripts/collect_demos.py)
@@ -30,24 +31,20 @@ from __future__ import annotations
 
 import os
 
+from gymnasium.envs.registration import register, registry
+
+from vla.envs.suites import SUITES, get_suite
+
+# The one place MUJOCO_GL is set (neither import above loads mujoco): every other module of this
+# package, so every mujoco import of ours, runs after this line, and mujoco reads it when first imported.
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from gymnasium.envs.registration import register, registry  # noqa: E402
-
-SUITES = ("metaworld", "tabletop")
-GYM_IDS = {"metaworld": "vla/MetaWorld-v0", "tabletop": "vla/Tabletop-v0"}
-
-_ENTRY_POINTS = {
-    "metaworld": "vla.envs.metaworld_suite:MetaWorldEnv",
-    "tabletop": "vla.envs.tabletop:TabletopEnv",
-}
-
-for _suite, _gym_id in GYM_IDS.items():
-    if _gym_id not in registry:
+for _spec in SUITES.values():
+    if _spec.gym_id not in registry:
         # order_enforce=False: gym.make then returns our env unwrapped (unless a time
         # limit or the env checker is asked for), so LeRobot's `hasattr(env,
         # "task_description")` sees the attribute. Our envs truncate by themselves.
-        register(id=_gym_id, entry_point=_ENTRY_POINTS[_suite], order_enforce=False)
+        register(id=_spec.gym_id, entry_point=_spec.env, order_enforce=False)
 
 
 def make_env(suite: str, **kwargs):
@@ -56,12 +53,4 @@ def make_env(suite: str, **kwargs):
     kwargs go to `MetaWorldEnv` or `TabletopEnv` (task, obs_type, camera, height, width,
     episode_length, terminate_on_success).
     """
-    if suite == "metaworld":
-        from vla.envs.metaworld_suite import MetaWorldEnv
-
-        return MetaWorldEnv(**kwargs)
-    if suite == "tabletop":
-        from vla.envs.tabletop import TabletopEnv
-
-        return TabletopEnv(**kwargs)
-    raise ValueError(f"unknown suite {suite!r}; choose from {list(SUITES)}")
+    return get_suite(suite).make_env(**kwargs)

@@ -34,14 +34,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
+from vla.envs import make_env
+from vla.envs.experts import make_expert
+from vla.envs.recorder import DemoWriter, dataset_features
 from vla.envs.rollout import Episode, run_episode
+from vla.envs.suites import get_suite
+from vla.envs.tabletop import all_goals
+from vla.policies.stats import recompute_quantiles
 
 log = logging.getLogger(__name__)
 
-SUITE_DEFAULTS = {  # camera, height, width, episode_length, fps
-    "metaworld": ("corner4", 128, 128, 500, 80),
-    "tabletop": ("front", 96, 96, 100, 20),
-}
 _FORMAT_KEYS = ("suite", "camera", "height", "width", "fps", "use_videos", "every_goal")
 
 
@@ -71,13 +75,12 @@ class CollectConfig:
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
-        if self.suite not in SUITE_DEFAULTS:
-            raise ValueError(f"unknown suite {self.suite!r}; choose from {list(SUITE_DEFAULTS)}")
-        camera, height, width, steps, self.fps = SUITE_DEFAULTS[self.suite]
-        self.camera = self.camera or camera
-        self.height = self.height or height
-        self.width = self.width or width
-        self.episode_length = self.episode_length or steps
+        spec = get_suite(self.suite)
+        self.fps = spec.fps
+        self.camera = self.camera or spec.camera
+        self.height = self.height or spec.image_size[0]
+        self.width = self.width or spec.image_size[1]
+        self.episode_length = self.episode_length or spec.episode_length
         if self.episodes_per_task < 1:
             raise ValueError(f"episodes_per_task must be >= 1, got {self.episodes_per_task}")
         if self.workers < 0:
@@ -90,24 +93,13 @@ class CollectConfig:
 
 def task_list(suite: str, spec: str) -> list[tuple[int, str]]:
     """(stable task id, task name) for a suite's task spec; raises on unknown names."""
-    if suite == "metaworld":
-        from vla.envs.metaworld_suite import all_task_names, resolve_tasks
-
-        names = all_task_names()
-        return [(names.index(t), t) for t in resolve_tasks(spec)]
-    if suite == "tabletop":
-        from vla.envs.tabletop import FAMILIES, parse_families
-
-        return [(FAMILIES.index(f), f) for f in parse_families(spec)]
-    raise ValueError(f"unknown suite {suite!r}; choose from {list(SUITE_DEFAULTS)}")
+    return get_suite(suite).task_ids(spec)
 
 
 def scene_goals(cfg: CollectConfig, task_name: str) -> list[dict[str, str] | None]:
     """Reset options forcing each goal of a scene, in order (G entries; [None] = the seed's own goal)."""
     if cfg.suite != "tabletop" or not cfg.every_goal:
         return [None]
-    from vla.envs.tabletop import all_goals
-
     return [{k: v for k, v in (("family", g.family), ("block", g.block), ("zone", g.zone)) if v}
             for g in all_goals(task_name)]
 
@@ -120,8 +112,6 @@ def episodes_target(cfg: CollectConfig, task_name: str) -> int:
 
 def make_suite_env(cfg: CollectConfig, task_name: str):
     """The env a worker rolls out for one task (images on, suite defaults filled in)."""
-    from vla.envs import make_env
-
     return make_env(
         cfg.suite,
         task=task_name,
@@ -138,8 +128,6 @@ _WORKER_ENVS: dict[str, Any] = {}
 
 def _rollout(cfg: CollectConfig, task_name: str, seed: int, options: dict[str, str] | None) -> Episode:
     """Worker entry point: one expert episode of `task_name` from `seed` (goal forced by `options`)."""
-    from vla.envs.experts import make_expert
-
     if task_name not in _WORKER_ENVS:
         _WORKER_ENVS[task_name] = make_suite_env(cfg, task_name)
     expert = make_expert(cfg.suite, cfg.noise_std, seed=seed)
@@ -161,12 +149,8 @@ class _Inline:
 
 def collect(cfg: CollectConfig) -> dict[str, Any]:
     """Collect demonstrations per `cfg` into `cfg.out`; returns the progress record."""
-    from tqdm import tqdm
-
-    from vla.envs.recorder import DemoWriter, dataset_features, image_feature_key
-
     tasks = task_list(cfg.suite, cfg.tasks)
-    image_key = image_feature_key(cfg.suite, cfg.camera)
+    image_key = get_suite(cfg.suite).image_key(cfg.camera)
     features = dataset_features(cfg.suite, cfg.camera, cfg.height, cfg.width, cfg.use_videos)
     settings = {k: v for k, v in asdict(cfg).items() if k != "progress_bar"}
     writer = DemoWriter(cfg.out, cfg.repo_id, cfg.fps, features, image_key, cfg.vcodec, settings)
@@ -213,8 +197,6 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
                         attempts[name])
     if writer.num_episodes > 0:
         # LeRobot averages per-episode quantiles; action tokenization needs the dataset's own.
-        from vla.policies.stats import recompute_quantiles
-
         recompute_quantiles(cfg.out)
     return writer.progress
 
@@ -266,7 +248,7 @@ def default_workers() -> int:
 
 def dataset_summary(root: str | Path) -> dict[str, Any]:
     """Episodes and frames of a finished dataset, read back through LeRobot."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata  # lazy: workers import this module torch-free
 
     meta = LeRobotDatasetMetadata("local/summary", root=root)
     return {"episodes": meta.total_episodes, "frames": meta.total_frames, "tasks": meta.total_tasks}

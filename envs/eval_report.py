@@ -1,7 +1,7 @@
 """Evaluation results: per-episode records -> LeRobot's `eval_info.json`, a report, a plot.
 
 This module owns the numbers an evaluation reports and how they are written; the rollouts
-themselves live in `vla.envs.evaluation`. Torch-free (numpy, matplotlib Agg, imageio).
+themselves live in `vla.envs.evaluation`. Torch-free (numpy, matplotlib, Pillow, imageio).
 
 `eval_info.json` follows lerobot 0.4.4's `lerobot_eval.eval_policy_all` schema, so tools that
 read LeRobot evaluations read ours:
@@ -32,7 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import imageio.v2 as imageio
 import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
@@ -291,19 +294,16 @@ def _bars(ax, x, pc, ci, width: float, color: str, label: str) -> None:
 
 
 def success_figure(info: dict[str, Any]):
-    """The matplotlib figure of `plot_success` (tests read its bars and labels)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """The matplotlib figure of `plot_success` (tests read its bars and labels); a bare `Figure`,
+    so no pyplot backend or global figure state is touched."""
     tasks = info["per_task"]
     names = [t["task"] for t in tasks]
     anchors = info.get("anchors", {})
     width = 0.8 / (1 + len(anchors))
     swap = bool(tasks) and "pc_success_original_goal" in tasks[0]["metrics"]
     legend = swap or bool(anchors)  # drawn outside the axes, right, so it never hides a bar or its value
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * (1 + len(anchors)) * len(names) + 1.5) + 1.8 * legend, 3.6))
+    fig = Figure(figsize=(max(4.0, 0.45 * (1 + len(anchors)) * len(names) + 1.5) + 1.8 * legend, 3.6))
+    ax = fig.subplots()
     x = np.arange(len(names))
     label = "instructed (swapped) goal" if swap else info["policy"].get("name", "success")
     offset = -0.4 + width / 2
@@ -332,12 +332,8 @@ def success_figure(info: dict[str, Any]):
 
 def plot_success(info: dict[str, Any], path: str | Path) -> Path:
     """Per-task success bars with Wilson 95% intervals and their values (PNG)."""
-    import matplotlib.pyplot as plt
-
-    fig = success_figure(info)
     path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    success_figure(info).savefig(path, dpi=120)
     return path
 
 
@@ -350,8 +346,6 @@ def annotate_frames(frames: list[np.ndarray], instruction: str, outcome: str, su
     outcome (in green or red) across the bottom, on translucent bands; the last frame is
     repeated `hold` more times so the ending can be read. Text scales with the frame width,
     so videos rendered larger than the policy's input (`EvalConfig.video_size`) stay legible."""
-    from PIL import Image, ImageDraw, ImageFont
-
     if not frames:
         return []
     h, w = np.asarray(frames[0]).shape[:2]
@@ -379,8 +373,6 @@ def annotate_frames(frames: list[np.ndarray], instruction: str, outcome: str, su
 
 def write_video(frames: list[np.ndarray], path: str | Path, fps: int) -> Path:
     """Encode HxWx3 uint8 frames as an H.264 mp4 (imageio's ffmpeg plugin, shipped with lerobot)."""
-    import imageio.v2 as imageio
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     imageio.mimsave(path, [np.asarray(f) for f in frames], fps=fps, macro_block_size=1)

@@ -38,15 +38,17 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
+from tqdm import tqdm
 
-from vla.envs.collection import SUITE_DEFAULTS, task_list
+from vla.envs import make_env
+from vla.envs.collection import task_list
 from vla.envs.eval_report import (
     EpisodeResult,
     annotate_frames,
@@ -55,6 +57,11 @@ from vla.envs.eval_report import (
     write_outputs,
     write_video,
 )
+from vla.envs.experts import make_expert
+from vla.envs.instructions import metaworld_difficulty_groups
+from vla.envs.suites import get_suite
+from vla.envs.tabletop import all_goals
+from vla.policies.controller.chunks import ActionSchedule
 
 EVAL_SEED_BASE = 1_000_000_000  # far above the demo seeds (< 100_000 * 50 + attempts)
 POLICY_ANCHORS = ("expert", "blind", "random", "sweep")
@@ -84,11 +91,10 @@ class EvalConfig:
     fps: int = field(init=False, default=20)
 
     def __post_init__(self) -> None:
-        if self.suite not in SUITE_DEFAULTS:
-            raise ValueError(f"unknown suite {self.suite!r}; choose from {sorted(SUITE_DEFAULTS)}")
-        camera, height, width, steps, self.fps = SUITE_DEFAULTS[self.suite]
-        self.camera, self.height, self.width = self.camera or camera, self.height or height, self.width or width
-        self.episode_length = self.episode_length or steps
+        spec = get_suite(self.suite)
+        self.fps = spec.fps
+        self.camera, self.height = self.camera or spec.camera, self.height or spec.image_size[0]
+        self.width, self.episode_length = self.width or spec.image_size[1], self.episode_length or spec.episode_length
         if self.n_episodes < 1 or self.n_envs < 1:
             raise ValueError(f"need n_episodes >= 1 and n_envs >= 1, got {self.n_episodes} and {self.n_envs}")
         if self.swap_instructions and self.suite != "tabletop":
@@ -113,8 +119,6 @@ def resolve_eval_tasks(suite: str, spec: str) -> list[TaskSpec]:
     """Tasks of a spec with their stable ids and groups; raises listing valid names."""
     groups: dict[str, str] = {}
     if suite == "metaworld":
-        from vla.envs.instructions import metaworld_difficulty_groups
-
         groups = {t: g for g, ts in metaworld_difficulty_groups().items() for t in ts}
     return [TaskSpec(name, groups.get(name, suite), tid) for tid, name in task_list(suite, spec)]
 
@@ -152,9 +156,6 @@ class EvalEnv(gym.Env):
 
     def __init__(self, suite: str, tasks: list[str], env_kwargs: dict[str, Any], scripted: str | None = None,
                  swap_instructions: bool = False, video_size: int | None = None) -> None:
-        from vla.envs import make_env
-        from vla.envs.experts import make_expert
-
         self.suite, self.tasks, self.swap = suite, list(tasks), swap_instructions
         self._make = partial(make_env, suite, **env_kwargs)
         self._envs: dict[str, Any] = {}
@@ -187,8 +188,6 @@ class EvalEnv(gym.Env):
         obs, _ = env.reset(seed=seed, options={"task": task} if self.suite == "metaworld" else None)
         self._original = None
         if self.swap:
-            from vla.envs.tabletop import all_goals
-
             self._original = env.goal
             others = [g for g in all_goals(env.goal.family) if g != env.goal]
             goal = others[int(np.random.default_rng([seed or 0, 1]).integers(len(others)))]
@@ -305,34 +304,24 @@ class RandomPolicy:
 
 
 class LeRobotPolicy:
-    """A LeRobot policy (ours: `llada_vla`) with its pre/post processors, batched in-process."""
+    """A saved LeRobot policy (ours: `llada_vla`) loaded by `vla.policies.inference`, batched in-process."""
 
     needs_images, scripted = True, None
 
-    def __init__(self, policy, preprocessor, postprocessor, path: str | None = None) -> None:
-        self.policy, self.pre, self.post, self.path = policy.eval(), preprocessor, postprocessor, path
-        self.name = policy.name
-        self.n_action_steps = int(policy.config.n_action_steps)
+    def __init__(self, runner: Any) -> None:
+        self.runner, self.policy, self.path = runner, runner.policy, runner.path
+        self.name = self.policy.name
+        self.n_action_steps = int(self.policy.config.n_action_steps)
         self.nfe: list[int] = []  # forwards per chunk call, for the report
 
     def reset(self, slot: int, seed: int) -> None:
-        pass  # stateless between calls: chunk queues live in the evaluator
+        pass  # stateless between calls: chunk schedules live in the evaluator
 
     def act(self, obs: dict[str, Any], slots: list[int]) -> np.ndarray:
-        import torch
-        from lerobot.envs.utils import preprocess_observation
-
-        batch = preprocess_observation({k: obs[k] for k in ("pixels", "agent_pos") if k in obs})
-        missing = sorted(set(self.policy.config.image_features) - set(batch))
-        if missing:
-            raise ValueError(f"the policy expects images {missing} but the env gives {sorted(batch)}; "
-                             "evaluate with the camera / suite the policy was trained on (--camera)")
-        batch["task"] = list(obs["task"])
-        with torch.inference_mode():
-            chunk = self.policy.predict_action_chunk(self.pre(batch))  # (b, H, D) normalized
+        chunk = self.runner.predict(obs)  # (b, H, D)
         if getattr(self.policy, "last_nfe", None) is not None:
             self.nfe.append(int(self.policy.last_nfe))
-        return self.post(chunk).float().cpu().numpy()
+        return chunk
 
     def describe(self) -> dict[str, Any]:
         c = self.policy.config
@@ -349,79 +338,21 @@ class LeRobotPolicy:
 def load_policy(spec: str, device: str | None = None, decoder: str | None = None,
                 decode_steps: int | None = None, threshold: float | None = None,
                 bf16_weights: bool = False) -> EvalPolicy:
-    """A name of `POLICY_ANCHORS` ('expert', 'blind', 'random', 'sweep'), or a saved LeRobot policy directory: ours (`llada_vla`, whose decoder,
-    steps and threshold may be overridden, and whose weights may be stored in bf16) or any
-    LeRobot policy type (e.g. `act`, for baselines)."""
+    """A name of `POLICY_ANCHORS` ('expert', 'blind', 'random', 'sweep'), or a saved LeRobot policy
+    directory, loaded by `vla.policies.inference.load_pretrained` (ours, `llada_vla`, whose decoder,
+    steps and threshold may be overridden and whose weights may be stored in bf16, or any LeRobot
+    policy type, e.g. `act`, for baselines)."""
     if spec in ScriptedPolicy.DESCRIPTIONS:
         return ScriptedPolicy(spec)
     if spec == "random":
         return RandomPolicy(-np.ones(4), np.ones(4))  # both suites: 4-d actions in [-1, 1]
-    path = Path(spec)
-    if not (path / "config.json").is_file():
+    if not (Path(spec) / "config.json").is_file():
         raise ValueError(f"policy {spec!r} is neither one of {list(POLICY_ANCHORS)} nor a checkpoint directory "
                          "with config.json (e.g. outputs/train/x/checkpoints/last/pretrained_model)")
-    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+    from vla.policies.inference import load_pretrained  # lazy: env worker processes import this module torch-free
 
-    from vla.policies.modeling_llada_vla import LLaDAVLAPolicy
-
-    kind = json.loads((path / "config.json").read_text()).get("type")
-    kwargs = {"device": device} if device else {}
-    try:
-        policy_class = LLaDAVLAPolicy if kind == "llada_vla" else get_policy_class(kind)
-    except ValueError as exc:
-        raise ValueError(f"{path}/config.json names policy type {kind!r}, which LeRobot does not know: {exc}") from None
-    policy = policy_class.from_pretrained(str(path), **kwargs)
-    if kind == "llada_vla":
-        policy.set_decoder(decoder, decode_steps, threshold)
-        policy.prepare_for_inference(bf16_weights=bf16_weights)
-    elif decoder is not None or decode_steps is not None or threshold is not None or bf16_weights:
-        raise ValueError(f"--decoder / --decode-steps / --threshold / --bf16-weights apply to llada_vla checkpoints; "
-                         f"{path} is a {kind!r} policy")
-    overrides = {"device_processor": {"device": str(policy.config.device)}}
-    pre, post = make_pre_post_processors(policy.config, pretrained_path=str(path),
-                                         preprocessor_overrides=overrides)
-    return LeRobotPolicy(policy, pre, post, str(path))
-
-
-# --- chunk execution ---------------------------------------------------------------------
-
-
-class ChunkExecutor:
-    """Turns one slot's stream of action chunks (H, D) into one action per step.
-
-    Plain: execute the first `n_action_steps` of each chunk, then ask again. Temporal
-    ensembling (ACT, coefficient m): ask every step; the action for a step averages every
-    live chunk's prediction for it with weights exp(-m * i), i = 0 for the oldest chunk.
-    """
-
-    def __init__(self, n_action_steps: int, ensemble_coeff: float | None = None) -> None:
-        self.n, self.m = n_action_steps, ensemble_coeff
-        self._queue: deque[np.ndarray] = deque()
-        self._chunks: list[list] = []  # [chunk (H, D), steps already executed from it]
-
-    def reset(self) -> None:
-        self._queue.clear()
-        self._chunks.clear()
-
-    def needs_chunk(self) -> bool:
-        return self.m is not None or not self._queue
-
-    def push(self, chunk: np.ndarray) -> None:
-        if self.m is None:
-            self._queue.extend(chunk[: self.n])
-        else:
-            self._chunks.append([chunk, 0])
-
-    def pop(self) -> np.ndarray:
-        if self.m is None:
-            return self._queue.popleft()
-        preds = [c[age] for c, age in self._chunks]  # oldest first
-        weights = np.exp(-self.m * np.arange(len(preds)))
-        action = (weights[:, None] * np.stack(preds)).sum(0) / weights.sum()
-        for entry in self._chunks:
-            entry[1] += 1
-        self._chunks = [e for e in self._chunks if e[1] < len(e[0])]
-        return action
+    return LeRobotPolicy(load_pretrained(spec, device, decoder, decode_steps, threshold, bf16_weights,
+                                         allow_emulated_bf16=True))
 
 
 # --- the evaluation loop ------------------------------------------------------------------
@@ -467,14 +398,12 @@ def evaluate(cfg: EvalConfig, policy: EvalPolicy, anchors: tuple[str, ...] = ())
     and seeds; their success goes into `info['anchors']`, the report and the plot, so the
     policy's number is read between its upper and lower bound.
     """
-    import dataclasses
-
     unknown = sorted(set(anchors) - set(POLICY_ANCHORS))
     if unknown:
         raise ValueError(f"unknown anchors {unknown}; choose from {list(POLICY_ANCHORS)}")
     info = _rollouts(cfg, policy)
     if anchors:
-        quiet = dataclasses.replace(cfg, out_dir=None, max_videos=0)
+        quiet = replace(cfg, out_dir=None, max_videos=0)
         info["anchors"] = {name: anchor_summary(_rollouts(quiet, load_policy(name))) for name in anchors}
     if cfg.out_dir:
         info["outputs"] = {k: str(v) for k, v in write_outputs(info, cfg.out_dir).items()}
@@ -492,8 +421,6 @@ def anchor_summary(info: dict[str, Any]) -> dict[str, Any]:
 
 def _rollouts(cfg: EvalConfig, policy: EvalPolicy) -> dict[str, Any]:
     """The evaluation loop proper: eval_info of `policy` (videos written, no other files)."""
-    from tqdm import tqdm
-
     tasks = resolve_eval_tasks(cfg.suite, cfg.tasks)
     getattr(policy, "nfe", []).clear()  # per-run statistics of a policy object that may be reused
     n_steps = cfg.n_action_steps or policy.n_action_steps
@@ -504,7 +431,9 @@ def _rollouts(cfg: EvalConfig, policy: EvalPolicy) -> dict[str, Any]:
     # observations carry images for the policy, or for videos made of them (video_size None)
     videos_from_obs = cfg.max_videos > 0 and bool(videos_dir) and not cfg.video_size
     envs = make_vector_env(cfg, tasks, policy, render=policy.needs_images or videos_from_obs)
-    execs = [ChunkExecutor(n_steps, cfg.temporal_ensemble) for _ in range(cfg.n_envs)]
+    m = cfg.temporal_ensemble  # plain: a chunk's first n_steps actions, then ask again; ensembling: ask every step
+    schedules = [ActionSchedule(n_steps, "latest") if m is None else ActionSchedule(None, "exp", m)
+                 for _ in range(cfg.n_envs)]
     slots: list[dict[str, Any] | None] = [None] * cfg.n_envs
     results: list[EpisodeResult] = []
     latencies, batch_sizes = [], []
@@ -522,7 +451,7 @@ def _rollouts(cfg: EvalConfig, policy: EvalPolicy) -> dict[str, Any]:
             seed = cfg.seed_base + i
             slots[j] = {"task": task, "ti": ti, "i": i, "seed": seed, "sum": 0.0, "max": -np.inf, "ok": False,
                         "ok_orig": False, "len": 0, "frames": [] if want_video(ti, i) else None}
-            execs[j].reset()
+            schedules[j].clear()
             policy.reset(j, seed)
             by_task.setdefault(task.name, []).append(j)
         for name, js in by_task.items():
@@ -541,7 +470,7 @@ def _rollouts(cfg: EvalConfig, policy: EvalPolicy) -> dict[str, Any]:
         action_dim = envs.single_action_space.shape[0]
         while any(s is not None for s in slots):
             active = [j for j, s in enumerate(slots) if s is not None]
-            need = [j for j in active if execs[j].needs_chunk()]
+            need = [j for j in active if m is not None or not schedules[j].remaining(slots[j]["len"])]
             if need:
                 batch = dict(_rows(obs, need))
                 batch["task"] = [slots[j]["instruction"] for j in need]
@@ -550,10 +479,10 @@ def _rollouts(cfg: EvalConfig, policy: EvalPolicy) -> dict[str, Any]:
                 latencies.append(1000 * (time.perf_counter() - t0))
                 batch_sizes.append(len(need))
                 for k, j in enumerate(need):
-                    execs[j].push(chunks[k])
+                    schedules[j].add(chunks[k], slots[j]["len"], slots[j]["len"])
             actions = np.zeros((cfg.n_envs, action_dim), np.float32)
             for j in active:
-                actions[j] = execs[j].pop()
+                actions[j] = schedules[j].pop(slots[j]["len"])
             obs, reward, _, _, info = envs.step(actions)
             none = np.zeros(cfg.n_envs, bool)
             free = []

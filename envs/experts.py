@@ -2,8 +2,9 @@
 
 This module owns the demonstrators behind every generated dataset.
 
-- Meta-World: Meta-World's own hand-written policies (`metaworld.policies.ENV_POLICY_MAP`),
-  fed the full 39-d state vector of the underlying Sawyer env.
+- Meta-World: Meta-World's own hand-written policies, behind `MetaWorldExpert` in
+  `vla.envs.metaworld_suite` (the module that owns everything Meta-World); `make_expert`
+  finds each suite's expert through the suite registry.
 - Tabletop: one controller per family (push / touch / reach), written here. Push moves
   over the block at a safe height, descends behind it on the block-to-zone line and pushes
   through the block's center, re-aligning whenever the block drifts off the line.
@@ -27,6 +28,7 @@ from typing import Protocol
 
 import numpy as np
 
+from vla.envs.suites import get_suite
 from vla.envs.tabletop import BLOCK_HALF, MAX_STEP, REACH_FAMILIES, Goal, TabletopEnv, all_goals
 
 TRAVEL_Z = 0.09  # fingertip height for moving over blocks (block tops are at 0.05)
@@ -53,14 +55,21 @@ def _toward(tcp: np.ndarray, target: np.ndarray, speed: float = 1.0) -> np.ndarr
     return delta
 
 
-class TabletopExpert:
-    """Scripted controller for the tabletop families; reads `env.goal` at every call."""
+class NoisyExpert:
+    """What every suite's expert shares: Gaussian noise of std `noise_std` on the xyz entries, seeded."""
 
     def __init__(self, noise_std: float = 0.0, seed: int | None = None) -> None:
         if noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {noise_std}")
         self.noise_std = noise_std
         self._rng = np.random.default_rng(seed)
+
+    def _perturb(self, xyz: np.ndarray) -> np.ndarray:
+        return xyz + self._rng.normal(0.0, self.noise_std, size=3) if self.noise_std > 0 else xyz
+
+
+class TabletopExpert(NoisyExpert):
+    """Scripted controller for the tabletop families; reads `env.goal` at every call."""
 
     def __call__(self, env: TabletopEnv, goal: Goal | None = None) -> np.ndarray:
         """The action toward `goal` (default: the episode's own, `env.goal`)."""
@@ -72,8 +81,7 @@ class TabletopExpert:
             xyz = self._hover_then_descend(tcp, env.block_pos(goal.block)[:2], z=0.03)
         else:
             xyz = self._hover_then_descend(tcp, env.zone_pos(goal.zone)[:2], z=0.02)
-        if self.noise_std > 0:
-            xyz = xyz + self._rng.normal(0.0, self.noise_std, size=3)
+        xyz = self._perturb(xyz)
         return np.clip(np.append(xyz, CLOSED), -1.0, 1.0).astype(np.float32)
 
     @staticmethod
@@ -168,37 +176,12 @@ class SweepController:
         return self._expert(env, self._order[0])
 
 
-class MetaWorldExpert:
-    """Meta-World's scripted policy for the env's current task."""
-
-    def __init__(self, noise_std: float = 0.0, seed: int | None = None) -> None:
-        if noise_std < 0:
-            raise ValueError(f"noise_std must be >= 0, got {noise_std}")
-        self.noise_std = noise_std
-        self._rng = np.random.default_rng(seed)
-        self._policies: dict[str, object] = {}
-
-    def __call__(self, env) -> np.ndarray:
-        from metaworld.policies import ENV_POLICY_MAP
-
-        name = env.current_task
-        if name not in self._policies:
-            if name not in ENV_POLICY_MAP:
-                raise ValueError(f"Meta-World has no scripted policy for {name!r}; known: {sorted(ENV_POLICY_MAP)}")
-            self._policies[name] = ENV_POLICY_MAP[name]()
-        action = np.asarray(self._policies[name].get_action(env.raw_state), dtype=np.float64)
-        if self.noise_std > 0:
-            action[:3] += self._rng.normal(0.0, self.noise_std, size=3)
-        return np.clip(action, -1.0, 1.0).astype(np.float32)
-
-
 SCRIPTED = {"expert": "the suite's expert", "blind": "tabletop: BlindExpert", "sweep": "tabletop: SweepController"}
 
 
 def make_expert(suite: str, noise_std: float = 0.0, seed: int | None = None, kind: str = "expert") -> Expert:
     """The scripted controller `kind` (see `SCRIPTED`) of a suite ('metaworld' or 'tabletop')."""
-    if suite not in ("metaworld", "tabletop"):
-        raise ValueError(f"unknown suite {suite!r}; choose from ['metaworld', 'tabletop']")
+    spec = get_suite(suite)
     if kind not in SCRIPTED:
         raise ValueError(f"unknown scripted controller {kind!r}; choose from {list(SCRIPTED)}")
     if kind != "expert" and suite != "tabletop":
@@ -208,4 +191,4 @@ def make_expert(suite: str, noise_std: float = 0.0, seed: int | None = None, kin
         return BlindExpert()
     if kind == "sweep":
         return SweepController()
-    return TabletopExpert(noise_std, seed) if suite == "tabletop" else MetaWorldExpert(noise_std, seed)
+    return spec.make_expert(noise_std, seed)

@@ -32,32 +32,26 @@ from dataclasses import dataclass, field
 
 from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.envs.configs import EnvConfig
-from lerobot.utils.constants import ACTION, OBS_IMAGE, OBS_IMAGES, OBS_STATE
+from lerobot.utils.constants import ACTION, OBS_STATE
 
 # `lerobot-eval --policy.path=<llada_vla checkpoint>` parses the checkpoint's config before it
 # runs, so `llada_vla` and its processor steps must be registered by then. The env plugin
 # registers them: `--policy.discover_packages_path` cannot, because lerobot-eval passes every
 # `--policy.*` flag on to the saved config, which rejects it as an unknown field.
-import vla.policies.configuration_llada_vla  # noqa: F401, E402
-import vla.policies.processor_llada_vla  # noqa: F401, E402
-from vla.envs import GYM_IDS
-from vla.envs.metaworld_suite import CAMERAS as METAWORLD_CAMERAS
-from vla.envs.metaworld_suite import FPS as METAWORLD_FPS
-from vla.envs.tabletop import CAMERAS as TABLETOP_CAMERAS
-from vla.envs.tabletop import CONTROL_DT
-
-
-def _check_common(name: str, camera: str, cameras: tuple[str, ...], obs_type: str) -> None:
-    if camera not in cameras:
-        raise ValueError(f"{name}: unknown camera {camera!r}; choose from {list(cameras)}")
-    if obs_type != "pixels_agent_pos":
-        raise ValueError(f"{name}: obs_type {obs_type!r} is not supported for LeRobot rollouts; use 'pixels_agent_pos'")
+import vla.policies.configuration_llada_vla  # noqa: F401
+import vla.policies.processor_llada_vla  # noqa: F401
+from vla.envs.suites import SUITES, SuiteSpec, get_suite
 
 
 class _SuiteGym:
-    """What both suites' configs share: the gym id of `SUITE` and the kwargs it is built with."""
+    """What both suites' configs share: the gym id of `SUITE`, the kwargs it is built with, the
+    checks and the features (from the suite registry)."""
 
     SUITE = ""
+
+    @property
+    def spec(self) -> SuiteSpec:
+        return get_suite(self.SUITE)
 
     @property
     def package_name(self) -> str:
@@ -65,7 +59,7 @@ class _SuiteGym:
 
     @property
     def gym_id(self) -> str:
-        return GYM_IDS[self.SUITE]
+        return self.spec.gym_id
 
     @property
     def gym_kwargs(self) -> dict:
@@ -79,6 +73,26 @@ class _SuiteGym:
             "render_mode": self.render_mode,
         }
 
+    def __post_init__(self) -> None:
+        spec, name = self.spec, self.type
+        spec.task_ids(self.task)  # raises with the valid names
+        if self.camera not in spec.cameras:
+            raise ValueError(f"{name}: unknown camera {self.camera!r}; choose from {list(spec.cameras)}")
+        if self.obs_type != "pixels_agent_pos":
+            raise ValueError(f"{name}: obs_type {self.obs_type!r} is not supported for LeRobot rollouts; "
+                             "use 'pixels_agent_pos'")
+        # the env's observation keys (pixels dict for tabletop, a bare array for Meta-World) -> the dataset's
+        pixels = "pixels" if spec.single_image_key else f"pixels/{self.camera}"
+        self.features = {
+            ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(spec.action_dim,)),
+            "agent_pos": PolicyFeature(type=FeatureType.STATE, shape=(spec.state_dim,)),
+            pixels: PolicyFeature(type=FeatureType.VISUAL, shape=(self.observation_height, self.observation_width, 3)),
+        }
+        self.features_map = {ACTION: ACTION, "agent_pos": OBS_STATE, pixels: spec.image_key(self.camera)}
+
+
+TABLETOP, METAWORLD = SUITES["tabletop"], SUITES["metaworld"]
+
 
 @EnvConfig.register_subclass("vla_tabletop")
 @dataclass
@@ -87,36 +101,15 @@ class VLATabletopEnvConfig(_SuiteGym, EnvConfig):
 
     SUITE = "tabletop"
     task: str = "all"
-    fps: int = int(round(1 / CONTROL_DT))
-    episode_length: int = 100
+    fps: int = TABLETOP.fps
+    episode_length: int = TABLETOP.episode_length
     obs_type: str = "pixels_agent_pos"
     render_mode: str = "rgb_array"
-    camera: str = "front"
-    observation_height: int = 96
-    observation_width: int = 96
+    camera: str = TABLETOP.camera
+    observation_height: int = TABLETOP.image_size[0]
+    observation_width: int = TABLETOP.image_size[1]
     features: dict[str, PolicyFeature] = field(default_factory=dict)
     features_map: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        from vla.envs.tabletop import parse_families
-
-        parse_families(self.task)  # raises with the valid names
-        _check_common("vla_tabletop", self.camera, TABLETOP_CAMERAS, self.obs_type)
-        pixels = f"pixels/{self.camera}"
-        self.features = {
-            ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(4,)),
-            "agent_pos": PolicyFeature(type=FeatureType.STATE, shape=(4,)),
-            pixels: PolicyFeature(
-                type=FeatureType.VISUAL,
-                shape=(self.observation_height, self.observation_width, 3),
-            ),
-        }
-        self.features_map = {
-            ACTION: ACTION,
-            "agent_pos": OBS_STATE,
-            pixels: f"{OBS_IMAGES}.{self.camera}",
-        }
-
 
 
 @EnvConfig.register_subclass("vla_meta_world")
@@ -128,28 +121,12 @@ class VLAMetaWorldEnvConfig(_SuiteGym, EnvConfig):
 
     SUITE = "metaworld"
     task: str = "MT10"
-    fps: int = METAWORLD_FPS
-    episode_length: int = 500
+    fps: int = METAWORLD.fps
+    episode_length: int = METAWORLD.episode_length
     obs_type: str = "pixels_agent_pos"
     render_mode: str = "rgb_array"
-    camera: str = "corner4"
-    observation_height: int = 128
-    observation_width: int = 128
+    camera: str = METAWORLD.camera
+    observation_height: int = METAWORLD.image_size[0]
+    observation_width: int = METAWORLD.image_size[1]
     features: dict[str, PolicyFeature] = field(default_factory=dict)
     features_map: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        from vla.envs.metaworld_suite import resolve_tasks
-
-        resolve_tasks(self.task)  # raises with the valid names
-        _check_common("vla_meta_world", self.camera, METAWORLD_CAMERAS, self.obs_type)
-        self.features = {
-            ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(4,)),
-            "agent_pos": PolicyFeature(type=FeatureType.STATE, shape=(4,)),
-            "pixels": PolicyFeature(
-                type=FeatureType.VISUAL,
-                shape=(self.observation_height, self.observation_width, 3),
-            ),
-        }
-        self.features_map = {ACTION: ACTION, "agent_pos": OBS_STATE, "pixels": OBS_IMAGE}
-

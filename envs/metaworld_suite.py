@@ -1,7 +1,8 @@
 """The Meta-World suite: Meta-World 3.1.1 tasks behind one gymnasium env, LeRobot's protocol.
 
-This module owns task-set names, camera choice, image observations and seeding for
-Meta-World. Defaults follow LeRobot's Meta-World evaluation so numbers stay comparable
+This module owns task-set names, camera choice, image observations, seeding and the scripted
+expert (`MetaWorldExpert`: Meta-World's own policies) for Meta-World; its facts (cameras,
+sizes, horizon, rate) are in the suite registry (`vla.envs.suites`). Defaults follow LeRobot's Meta-World evaluation so numbers stay comparable
 (shared DESIGN.md section 5): camera `corner4` (LeRobot's moved `corner2` pose), images
 flipped upright, state = obs[:4] (hand xyz + gripper), 500-step episodes, success from
 `info["success"]`, task strings from LeRobot's descriptions. Image size defaults to 128x128
@@ -20,40 +21,32 @@ function of the seed, drawn from the task's full random-reset space (as LeRobot 
 
 from __future__ import annotations
 
-import os
 import pickle
 from typing import Any
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from metaworld.env_dict import ALL_V3_ENVIRONMENTS, ML1_ARGS_KWARGS, MT10_V3, MT50_V3
+from metaworld.policies import ENV_POLICY_MAP
+from metaworld.types import Task
 
-import gymnasium as gym  # noqa: E402
-import numpy as np  # noqa: E402
-from gymnasium import spaces  # noqa: E402
+from vla.envs.experts import NoisyExpert
+from vla.envs.instructions import metaworld_descriptions, metaworld_difficulty_groups, metaworld_instruction
+from vla.envs.rendering import CameraRenderer, check_env_args, renderer_at
+from vla.envs.suites import SUITES
 
-from vla.envs.instructions import (  # noqa: E402
-    metaworld_difficulty_groups,
-    metaworld_instruction,
-)
-from vla.envs.rendering import CameraRenderer, check_env_args, renderer_at  # noqa: E402
-
-CAMERAS = ("corner4", "corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV")
+SUITE = SUITES["metaworld"]  # cameras, default sizes, horizon (LeRobot's 500) and control rate
 FLIPPED_CAMERAS = ("corner", "corner2", "corner3", "corner4")  # render upside down
-DEFAULT_CAMERA = "corner4"
-FPS = 80  # Meta-World's control rate: frame_skip 5 x timestep 0.0025 s
-LEROBOT_MAX_STEPS = 500
 
 
 def all_task_names() -> list[str]:
     """The 50 Meta-World v3 task names, in MT50 order."""
-    from metaworld.env_dict import MT50_V3
-
     return list(MT50_V3)
 
 
 def task_sets() -> dict[str, list[str]]:
     """Named task sets: MT10, MT50 and LeRobot's difficulty groups."""
-    from metaworld.env_dict import MT10_V3, MT50_V3
-
     return {"MT10": list(MT10_V3), "MT50": list(MT50_V3), **metaworld_difficulty_groups()}
 
 
@@ -78,13 +71,21 @@ def resolve_tasks(spec: str) -> list[str]:
     return list(dict.fromkeys(tasks))  # de-duplicate, keep order
 
 
+def task_ids(spec: str) -> list[tuple[int, str]]:
+    """(stable id, name) of each task a spec names: the id is its position in MT50."""
+    names = all_task_names()
+    return [(names.index(t), t) for t in resolve_tasks(spec)]
+
+
+def instructions() -> list[str]:
+    """Every task's canonical instruction (LeRobot's descriptions)."""
+    return sorted(set(metaworld_descriptions().values()))
+
+
 def make_sawyer_env(task: str):
     """Build Meta-World's env for one task with the goal in the observation (MT setting)
     and seedable, per-reset randomization; bypasses `MT1(...)`, which pre-samples 50 goals
     (~0.6 s per task) that we would discard anyway."""
-    from metaworld.env_dict import ALL_V3_ENVIRONMENTS, ML1_ARGS_KWARGS
-    from metaworld.types import Task
-
     cls = ALL_V3_ENVIRONMENTS[task]
     env = cls()
     kwargs = {k: v for k, v in ML1_ARGS_KWARGS[task]["kwargs"].items() if k != "task_id"}
@@ -102,30 +103,30 @@ class MetaWorldEnv(gym.Env):
         task: a task spec for `resolve_tasks`.
         obs_type: 'pixels_agent_pos' ({'pixels': HxWx3 uint8, 'agent_pos': (4,)}) or
             'state' ({'agent_pos': (4,), 'environment_state': (39,)}, no rendering).
-        camera: one of `CAMERAS` (default 'corner4'); corner cameras are flipped upright.
+        camera: one of `SUITE.cameras` (default 'corner4'); corner cameras are flipped upright.
         height, width: image size (default 128x128).
         episode_length: truncation horizon (default 500, LeRobot's).
         terminate_on_success: end the episode at the first successful step (LeRobot's
             evaluation does the same; an episode succeeds if any step succeeds).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": FPS}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": SUITE.fps}
 
     def __init__(
         self,
         task: str = "push-v3",
         obs_type: str = "pixels_agent_pos",
-        camera: str = DEFAULT_CAMERA,
-        height: int = 128,
-        width: int = 128,
-        episode_length: int = LEROBOT_MAX_STEPS,
+        camera: str = SUITE.camera,
+        height: int = SUITE.image_size[0],
+        width: int = SUITE.image_size[1],
+        episode_length: int = SUITE.episode_length,
         terminate_on_success: bool = True,
         render_mode: str | None = "rgb_array",
     ) -> None:
         super().__init__()
         self.tasks = resolve_tasks(task)
         self.task = task
-        check_env_args("Meta-World", obs_type, camera, CAMERAS, render_mode, episode_length)
+        check_env_args("Meta-World", obs_type, camera, SUITE.cameras, render_mode, episode_length)
         self.obs_type = obs_type
         self.camera = camera
         self.height, self.width = int(height), int(width)
@@ -156,7 +157,7 @@ class MetaWorldEnv(gym.Env):
         """The underlying Meta-World env of the current task."""
         if self.current_task not in self._envs:
             env = make_sawyer_env(self.current_task)
-            env.max_path_length = max(LEROBOT_MAX_STEPS, self._max_episode_steps)
+            env.max_path_length = max(SUITE.episode_length, self._max_episode_steps)
             self._envs[self.current_task] = env
         return self._envs[self.current_task]
 
@@ -234,3 +235,22 @@ class MetaWorldEnv(gym.Env):
         for env in self._envs.values():
             env.close()
         self._envs.clear()
+
+
+class MetaWorldExpert(NoisyExpert):
+    """Meta-World's scripted policy (`metaworld.policies`) for the env's current task, fed the full
+    39-d state of the underlying Sawyer env."""
+
+    def __init__(self, noise_std: float = 0.0, seed: int | None = None) -> None:
+        super().__init__(noise_std, seed)
+        self._policies: dict[str, object] = {}
+
+    def __call__(self, env: MetaWorldEnv) -> np.ndarray:
+        name = env.current_task
+        if name not in self._policies:
+            if name not in ENV_POLICY_MAP:
+                raise ValueError(f"Meta-World has no scripted policy for {name!r}; known: {sorted(ENV_POLICY_MAP)}")
+            self._policies[name] = ENV_POLICY_MAP[name]()
+        action = np.asarray(self._policies[name].get_action(env.raw_state), dtype=np.float64)
+        action[:3] = self._perturb(action[:3])
+        return np.clip(action, -1.0, 1.0).astype(np.float32)

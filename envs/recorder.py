@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from vla.envs.rollout import Episode
+from vla.envs.suites import get_suite
 
 # The AV1 encoder (SVT-AV1) prints ~10 info lines per episode; keep its errors only.
 os.environ.setdefault("SVT_LOG", "1")
@@ -51,33 +52,20 @@ _JOURNAL = ".vla_publish"
 _REWRITTEN = ("meta/info.json", "meta/stats.json", "meta/tasks.parquet")  # copied, not linked
 # Replaced at publish, in this order; info.json is the commit point, progress comes last.
 _PUBLISH_ORDER = ("meta/tasks.parquet", "meta/stats.json", PARAPHRASE_FILE, INFO_FILE, PROGRESS_FILE)
-STATE_NAMES = ["x", "y", "z", "gripper"]
-ACTION_NAMES = ["dx", "dy", "dz", "gripper"]
-
-
-def image_feature_key(suite: str, camera: str) -> str:
-    """Dataset / policy key of a suite's camera image.
-
-    Meta-World uses LeRobot's single-camera key `observation.image` (as LeRobot's own
-    Meta-World env and datasets do); the tabletop uses `observation.images.<camera>`.
-    """
-    if suite == "metaworld":
-        return "observation.image"
-    if suite == "tabletop":
-        return f"observation.images.{camera}"
-    raise ValueError(f"unknown suite {suite!r}; choose from ['metaworld', 'tabletop']")
 
 
 def dataset_features(suite: str, camera: str, height: int, width: int, use_videos: bool = True) -> dict[str, dict]:
-    """LeRobot feature spec of a demo dataset (image, observation.state, action)."""
+    """LeRobot feature spec of a demo dataset (image, observation.state, action); the image key
+    is the suite's (`SuiteSpec.image_key`: Meta-World uses LeRobot's single-camera `observation.image`)."""
+    spec = get_suite(suite)
     return {
-        image_feature_key(suite, camera): {
+        spec.image_key(camera): {
             "dtype": "video" if use_videos else "image",
             "shape": (height, width, 3),
             "names": ["height", "width", "channels"],
         },
-        "observation.state": {"dtype": "float32", "shape": (4,), "names": STATE_NAMES},
-        "action": {"dtype": "float32", "shape": (4,), "names": ACTION_NAMES},
+        "observation.state": {"dtype": "float32", "shape": (spec.state_dim,), "names": list(spec.state_names)},
+        "action": {"dtype": "float32", "shape": (spec.action_dim,), "names": list(spec.action_names)},
     }
 
 
@@ -202,6 +190,7 @@ class DemoWriter:
         (survive a kill). Several per call amortize the per-transaction cost (re-opening the
         dataset, finalizing, publishing: ~1-2 s on 2 cores), at the price of losing up to
         that many uncommitted episodes on a crash (the collector re-runs them)."""
+        # lazy: collection's rollout workers import this module and stay torch-free
         import datasets
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 

@@ -14,13 +14,10 @@ their xyaxes); `CameraRenderer(flip=True)` turns such frames upright by flipping
 from __future__ import annotations
 
 import atexit
-import os
 import weakref
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
+import mujoco
+import numpy as np
 
 # Renderers still open at exit are closed while the interpreter is intact; left to the
 # garbage collector during shutdown, their EGL teardown prints spurious tracebacks. The

@@ -8,9 +8,8 @@ It also holds each suite's safety limits (`suite_safety_config`) and
 tests and latency benchmarks (weights are random: success numbers mean nothing).
 
 `run_sim_episodes` runs controller episodes over seeds (what `scripts/run_controller.py`
-and `scripts/bench_serve.py` report). Nothing here imports torch itself (only
-`save_untrained_policy` does, lazily), though `vla.policies`' package init imports the
-LeRobot plugin today.
+and `scripts/bench_serve.py` report). Nothing here imports torch but `save_untrained_policy`,
+lazily: the controller in simulation runs without torch.
 """
 
 from __future__ import annotations
@@ -22,13 +21,12 @@ from typing import Any
 import numpy as np
 
 from vla.envs import make_env
+from vla.envs.suites import SUITES, get_suite
 from vla.policies.controller.robot import Robot
 from vla.policies.controller.runtime import ControllerConfig, ControlLoop, RunReport
 from vla.policies.controller.safety import SafetyConfig, SafetyLayer
 
-ACTION_NAMES = ["dx", "dy", "dz", "grip"]  # both suites: xyz deltas in [-1, 1], gripper command
-STATE_NAMES = ["x", "y", "z", "gripper"]
-SUITE_FPS = {"tabletop": 20.0, "metaworld": 80.0}
+SUITE_FPS = {name: float(spec.fps) for name, spec in SUITES.items()}
 
 
 def suite_safety_config(max_delta: float | None = 0.5) -> SafetyConfig:
@@ -118,18 +116,6 @@ def run_sim_episodes(source: Any, suite: str, seeds: list[int], config: Controll
     return records, merged
 
 
-def _suite_tasks(suite: str) -> list[str]:
-    if suite == "tabletop":
-        from vla.envs.tabletop import FAMILIES, all_goals
-
-        return [g.instruction for f in FAMILIES for g in all_goals(f)]
-    if suite == "metaworld":
-        from vla.envs.instructions import metaworld_descriptions
-
-        return sorted(set(metaworld_descriptions().values()))
-    raise ValueError(f"unknown suite {suite!r}; choose 'tabletop' or 'metaworld'")
-
-
 def save_untrained_policy(out_dir: str | Path, suite: str = "tabletop", image_hw: tuple[int, int] = (96, 96),
                           **config: Any) -> Path:
     """Write a freshly initialized `llada_vla` policy (+ processors) with `suite`'s features.
@@ -138,6 +124,7 @@ def save_untrained_policy(out_dir: str | Path, suite: str = "tabletop", image_hw
     are the identity for state and [-1, 1] for actions (the suites' action space).
     -> the directory (load it with `LLaDAVLAPolicy.from_pretrained` or scripts/serve.py).
     """
+    # lazy: the rest of this module runs the controller in simulation without torch
     import pandas as pd
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.factory import make_pre_post_processors
@@ -145,19 +132,20 @@ def save_untrained_policy(out_dir: str | Path, suite: str = "tabletop", image_hw
     from vla.policies import LLaDAVLAConfig
     from vla.policies.modeling_llada_vla import LLaDAVLAPolicy
 
-    image_key = "observation.images.front" if suite == "tabletop" else "observation.image"
+    spec = get_suite(suite)
     cfg = LLaDAVLAConfig(**{"device": "cpu", "push_to_hub": False, **config})
-    cfg.input_features = {image_key: PolicyFeature(FeatureType.VISUAL, (3, *image_hw)),
-                          "observation.state": PolicyFeature(FeatureType.STATE, (4,))}
-    cfg.output_features = {"action": PolicyFeature(FeatureType.ACTION, (4,))}
+    cfg.input_features = {spec.image_key(spec.camera): PolicyFeature(FeatureType.VISUAL, (3, *image_hw)),
+                          "observation.state": PolicyFeature(FeatureType.STATE, (spec.state_dim,))}
+    cfg.output_features = {"action": PolicyFeature(FeatureType.ACTION, (spec.action_dim,))}
 
     class _Meta:  # what build_tokenizer reads from a LeRobotDatasetMetadata
         root = ""
-        tasks = pd.DataFrame(index=_suite_tasks(suite))
+        tasks = pd.DataFrame(index=spec.all_instructions())
 
     policy = LLaDAVLAPolicy(cfg, dataset_meta=_Meta())
-    stats = {"observation.state": {"mean": np.zeros(4, np.float32), "std": np.ones(4, np.float32)},
-             "action": {"q01": -np.ones(4, np.float32), "q99": np.ones(4, np.float32)}}
+    s, a = spec.state_dim, spec.action_dim
+    stats = {"observation.state": {"mean": np.zeros(s, np.float32), "std": np.ones(s, np.float32)},
+             "action": {"q01": -np.ones(a, np.float32), "q99": np.ones(a, np.float32)}}
     pre, post = make_pre_post_processors(cfg, dataset_stats=stats)
     out = Path(out_dir)
     for part in (policy, pre, post):

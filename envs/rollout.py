@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from vla.envs.experts import Expert
+from vla.envs.instructions import metaworld_paraphrases
 
 
 @dataclass
@@ -43,8 +44,6 @@ class Episode:
 
 def paraphrases_of(env: Any) -> list[str]:
     """Paraphrases of the env's current instruction (suite-specific lookup)."""
-    from vla.envs.instructions import metaworld_paraphrases
-
     goal = getattr(env, "goal", None)
     if goal is not None:
         return goal.paraphrases

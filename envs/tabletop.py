@@ -41,20 +41,20 @@ State (4-d, as Meta-World's obs[:4]): gripper fingertip xyz + opening in [0, 1].
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium import spaces
 
-import gymnasium as gym  # noqa: E402
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-from gymnasium import spaces  # noqa: E402
+from vla.envs.instructions import tabletop_instruction, tabletop_paraphrases
+from vla.envs.rendering import CameraRenderer, camera_names, check_env_args, renderer_at
+from vla.envs.suites import SUITES
 
-from vla.envs.instructions import tabletop_instruction, tabletop_paraphrases  # noqa: E402
-from vla.envs.rendering import CameraRenderer, camera_names, check_env_args, renderer_at  # noqa: E402
+SUITE = SUITES["tabletop"]  # cameras, default sizes, horizon and control rate
 
 SUITE_FAMILIES = ("push", "touch", "reach", "reach_slots")  # what task='all' runs
 FAMILIES = (*SUITE_FAMILIES, "reach_fixed")  # every family; task ids are positions here
@@ -63,9 +63,7 @@ SHUFFLED_SLOTS = ("reach_slots",)  # ... with the colors shuffled over the slots
 REACH_FAMILIES = ("reach", "reach_slots", "reach_fixed")
 BLOCK_COLORS = ("red", "green", "blue")
 ZONE_COLORS = ("yellow", "cyan", "magenta")
-CAMERAS = ("front", "top")
-
-CONTROL_DT = 0.05  # seconds per env step (20 Hz); the dataset fps follows from it
+CONTROL_DT = 1.0 / SUITE.fps  # seconds per env step (20 Hz)
 MAX_STEP = 0.025  # meters of gripper motion per step at |action| = 1
 FINGER_MAX = 0.025  # meters of travel per finger (fully open)
 BLOCK_HALF = 0.025  # blocks are 5 cm cubes
@@ -132,6 +130,16 @@ def all_goals(family: str) -> list[Goal]:
     raise ValueError(f"unknown tabletop family {family!r}; choose from {list(FAMILIES)}")
 
 
+def task_ids(spec: str) -> list[tuple[int, str]]:
+    """(stable id, family) of each family a spec names: the id is its position in `FAMILIES`."""
+    return [(FAMILIES.index(f), f) for f in parse_families(spec)]
+
+
+def instructions() -> list[str]:
+    """Every canonical instruction of every family."""
+    return [g.instruction for f in FAMILIES for g in all_goals(f)]
+
+
 def _segment_distance(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> float:
     """Distance from point p to the segment a-b (2-d)."""
     ab = b - a
@@ -176,23 +184,23 @@ class TabletopEnv(gym.Env):
     layout depends on the seed only, so one seed with different goals gives one scene.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": int(round(1 / CONTROL_DT))}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": SUITE.fps}
 
     def __init__(
         self,
         task: str = "push",
         obs_type: str = "pixels_agent_pos",
-        camera: str = "front",
-        height: int = 96,
-        width: int = 96,
-        episode_length: int = 100,
+        camera: str = SUITE.camera,
+        height: int = SUITE.image_size[0],
+        width: int = SUITE.image_size[1],
+        episode_length: int = SUITE.episode_length,
         terminate_on_success: bool = True,
         render_mode: str | None = "rgb_array",
     ) -> None:
         super().__init__()
         self.families = parse_families(task)
         self.task = task
-        check_env_args("tabletop", obs_type, camera, CAMERAS, render_mode, episode_length)
+        check_env_args("tabletop", obs_type, camera, SUITE.cameras, render_mode, episode_length)
         self.obs_type = obs_type
         self.camera = camera
         self.height, self.width = int(height), int(width)
@@ -214,7 +222,7 @@ class TabletopEnv(gym.Env):
         ]
         self._renderer: CameraRenderer | None = None
         self._large_renderer: CameraRenderer | None = None  # render_at's (evaluation videos)
-        assert set(CAMERAS) <= set(camera_names(self.model))
+        assert set(SUITE.cameras) <= set(camera_names(self.model))
 
         self.action_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
         agent_pos = spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float32)

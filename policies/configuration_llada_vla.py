@@ -1,9 +1,12 @@
 """LeRobot configuration of the `llada_vla` policy (LeRobot 0.4.4 plugin naming).
 
-Load with `--policy.discover_packages_path=vla.policies --policy.type=llada_vla`. Every
-field maps onto `vla.model.VLAConfig` (`to_vla_config`); scale is a config value, so the
-tiny CPU preset and the LLaDA-8B paper preset are the same class with other numbers
-(named presets: `configs/*.json`).
+Load with `--policy.discover_packages_path=vla.policies --policy.type=llada_vla`. The model's
+fields are `vla.model.VLAConfig`'s under their flat names (`vla.model.flat_names`: `d_model`,
+`vision_encoder`, `decode_steps`, ...) and become the model's config by name
+(`model_config`), which also validates them; the other fields are the policy's own
+(training, LoRA, tokenizer, EMA). The defaults are the tiny CPU size; scale is a config
+value, so the LLaDA-8B paper preset is the same class with other numbers (named presets:
+`configs/*.json`).
 
 Normalization: actions use QUANTILES (q01/q99 -> [-1, 1], the action tokenizer's bins
 then cover [-1, 1]); state uses MEAN_STD; images stay in [0, 1] (the vision tower applies
@@ -12,16 +15,14 @@ the encoder's own mean/std).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.configs.types import NormalizationMode
 from lerobot.optim.optimizers import AdamWConfig
 from lerobot.optim.schedulers import CosineDecayWithWarmupSchedulerConfig
 
-from vla.backbone import ATTENTION_MODES
-from vla.decoders import DECODERS
-from vla.lsc import LOSS_WEIGHTINGS
+from vla.model import VLAConfig, flat_names
 
 
 @PreTrainedConfig.register_subclass("llada_vla")
@@ -113,35 +114,19 @@ class LLaDAVLAConfig(PreTrainedConfig):
                 f"n_action_steps={self.n_action_steps} must be in [1, chunk_size={self.chunk_size}]: "
                 "a policy cannot execute more actions than it predicts"
             )
-        if self.decoder not in DECODERS:
-            raise ValueError(f"decoder='{self.decoder}'; choose from {sorted(DECODERS)}")
-        if self.attention not in ATTENTION_MODES:
-            raise ValueError(f"attention='{self.attention}'; choose from {ATTENTION_MODES}")
-        if self.attention == "causal" and (self.decoder != "ar" or self.decode_steps is not None):
-            raise ValueError(
-                "attention='causal' is the autoregressive baseline: set decoder='ar' and "
-                "decode_steps=null (one slot per forward)"
-            )
-        if self.loss_weighting not in LOSS_WEIGHTINGS:
-            raise ValueError(f"loss_weighting='{self.loss_weighting}'; choose from {LOSS_WEIGHTINGS}")
-        if self.num_bins < 2 or self.chunk_size < 1:
-            raise ValueError(f"num_bins={self.num_bins} must be >= 2 and chunk_size={self.chunk_size} >= 1")
         if self.lora_rank < 0:
             raise ValueError(f"lora_rank={self.lora_rank} must be >= 0 (0 disables LoRA)")
-        if not 0.0 <= self.full_mask_prob <= 1.0:
-            raise ValueError(f"full_mask_prob={self.full_mask_prob} must lie in [0, 1]")
         if not 0.0 <= self.paraphrase_prob <= 1.0:
             raise ValueError(f"paraphrase_prob={self.paraphrase_prob} must lie in [0, 1]")
-        if self.num_maskings < 1 or (self.attention == "causal" and self.num_maskings != 1):
-            raise ValueError(f"num_maskings={self.num_maskings} must be >= 1 (exactly 1 with attention='causal')")
-        if min(self.random_shift, self.label_sigma, self.vision_keypoints, self.vision_lang_keypoints,
-               self.vision_token_grid) < 0:
-            raise ValueError(f"random_shift={self.random_shift}, label_sigma={self.label_sigma}, vision_keypoints="
-                             f"{self.vision_keypoints}, vision_lang_keypoints={self.vision_lang_keypoints} and vision_token_grid="
-                             f"{self.vision_token_grid} "
-                             "must be >= 0 (0 = off)")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema_decay={self.ema_decay} must lie in (0, 1), e.g. 0.999, or be null (off)")
+        self.model_config()  # the model's own validation, with the data-given fields at their defaults
+
+    def model_config(self, **data) -> VLAConfig:
+        """The model's config from this config's model fields (`vla.model.flat_names`); `data`: the
+        fields the dataset and tokenizer give (action_dim, state_dim, cameras, vocab_size, special ids)."""
+        names = flat_names()
+        return VLAConfig.from_flat({f.name: getattr(self, f.name) for f in fields(self) if f.name in names}, **data)
 
     # -- LeRobot interface -----------------------------------------------------------------
     @property

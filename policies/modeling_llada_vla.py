@@ -29,13 +29,11 @@ import torch
 from lerobot.configs.types import NormalizationMode
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
+from peft import LoraConfig, inject_adapter_in_model
 
-from vla.backbone import BackboneConfig
-from vla.decoders import DecodeConfig
 from vla.device import use_bf16_autocast
 from vla.model import LLaDAVLA, Observation, VLAConfig
 from vla.text_tokenizer import TextTokenizer
-from vla.vision import VisionConfig
 
 from . import processor_llada_vla  # noqa: F401  (registers the processor steps saved checkpoints name)
 from .configuration_llada_vla import LLaDAVLAConfig
@@ -83,30 +81,13 @@ def constant_actions(config: LLaDAVLAConfig, dataset_stats: dict | None) -> tupl
 
 
 def to_vla_config(config: LLaDAVLAConfig, tokenizer: TextTokenizer) -> VLAConfig:
-    action_dim = config.action_feature.shape[0]
+    """The model's config: the policy's model fields plus what the dataset features and the
+    tokenizer give (vocab_size: the tokenizer's, or the configured one where larger)."""
     state = config.robot_state_feature
-    return VLAConfig(
-        vision=VisionConfig(encoder=config.vision_encoder, image_size=config.image_size,
-                            cameras=tuple(config.image_features), weights_path=config.vision_weights_path,
-                            freeze=config.freeze_vision, encoder_kwargs=dict(config.vision_kwargs),
-                            film=config.vision_film, keypoints=config.vision_keypoints,
-                            lang_keypoints=config.vision_lang_keypoints, token_grid=config.vision_token_grid),
-        backbone=BackboneConfig(d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads,
-                                n_kv_heads=config.n_kv_heads, mlp_hidden=config.mlp_hidden,
-                                vocab_size=max(tokenizer.vocab_size, config.vocab_size or 0),
-                                rope_theta=config.rope_theta),
-        decoder=DecodeConfig(name=config.decoder, steps=config.decode_steps, temperature=config.temperature,
-                             threshold=config.threshold, remask=config.remask),
-        chunk_size=config.chunk_size, action_dim=action_dim, num_bins=config.num_bins,
+    return config.model_config(
+        action_dim=config.action_feature.shape[0], cameras=tuple(config.image_features),
         state_dim=state.shape[0] if (config.use_state and state is not None) else 0,
-        attention=config.attention, loss_weighting=config.loss_weighting, mask_eps=config.mask_eps,
-        full_mask_prob=config.full_mask_prob, num_maskings=config.num_maskings, random_shift=config.random_shift,
-        slot_embeddings=config.slot_embeddings, label_sigma=config.label_sigma,
-        fusion_token=config.fusion_token, fusion_slots=config.fusion_slots,
-        constant_dims=tuple(config.constant_action_dims or ()), constant_values=tuple(config.constant_action_values or ()),
-        max_text_len=config.max_text_len, backbone_path=config.backbone_path,
-        pad_token_id=tokenizer.pad_id, sep_token_id=tokenizer.sep_id, mask_token_id=tokenizer.mask_id,
-    )
+        **{**tokenizer.config_fields(), "vocab_size": max(tokenizer.vocab_size, config.vocab_size or 0)})
 
 
 class LLaDAVLAPolicy(PreTrainedPolicy):
@@ -151,8 +132,6 @@ class LLaDAVLAPolicy(PreTrainedPolicy):
 
     def _add_lora(self) -> None:
         """LoRA on every backbone linear; only the K action rows of wte / ff_out stay trainable."""
-        from peft import LoraConfig, inject_adapter_in_model
-
         bb = self.model.backbone
         for p in bb.parameters():
             p.requires_grad_(False)

@@ -2,10 +2,11 @@
 
 This module owns serving action chunks to robot controllers (`scripts/serve.py`):
 
-- `LeRobotPolicyBackend`: a saved `llada_vla` policy + its pre/post processors; turns a
-  wire observation (uint8 HxWx3 images, float32 state, task) into the batch LeRobot's
-  own rollout builds (`lerobot.envs.utils.preprocess_observation`), so served actions are
-  the ones `lerobot-eval` would take, and returns the whole unnormalized chunk (H, D).
+- `LeRobotPolicyBackend`: a saved policy loaded as evaluation loads it
+  (`vla.policies.inference`); turns a wire observation (uint8 HxWx3 images, float32 state,
+  task) into the observation our envs give, so the same preprocessing (LeRobot's
+  `preprocess_observation` and the checkpoint's processors) runs and served actions are the
+  ones `lerobot-eval` would take; returns the whole unnormalized chunk (H, D).
 - `PolicyServer`: websockets (asyncio) on one port. It sends `Metadata` on connect,
   answers `GET /healthz` with JSON, checks an optional shared token (`Authorization:
   Bearer ...`, HTTP 401 otherwise), and replies to every frame: actions with timing, or an
@@ -50,6 +51,7 @@ from websockets.http11 import Request, Response
 
 from .client.protocol import Metadata, ProtocolError, error_message, parse_request, request_id_of, timing_ms
 from .client.wire import WireError, pack, unpack
+from .inference import PolicyRunner, load_pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +76,6 @@ class InferenceBackend(Protocol):
     def infer(self, observation: dict[str, Any]) -> np.ndarray: ...
 
 
-def _camera_name(feature_key: str) -> str:
-    # observation.images.front -> front; observation.image -> image
-    return feature_key.removeprefix("observation.images.").removeprefix("observation.")
-
-
 def dataset_fps(policy_dir: str | Path) -> float | None:
     """The training dataset's fps, read through the checkpoint's train_config.json (None if unknown)."""
     cfg_file = Path(policy_dir) / "train_config.json"
@@ -90,78 +87,49 @@ def dataset_fps(policy_dir: str | Path) -> float | None:
 
 
 class LeRobotPolicyBackend:
-    """A saved LeRobot policy (`policy.path` dir with its processors) as an `InferenceBackend`."""
+    """A saved LeRobot policy (`vla.policies.inference.PolicyRunner`) as an `InferenceBackend`."""
 
-    def __init__(self, policy: Any, preprocessor: Any, postprocessor: Any, control_hz: float,
-                 action_names: list[str] | None = None, state_names: list[str] | None = None) -> None:
-        import torch  # noqa: F401  (the server side may import torch; the client never does)
-
-        cfg = policy.config
-        self.policy, self.pre, self.post = policy.eval(), preprocessor, postprocessor
-        self._camera_keys = {_camera_name(k): k for k in cfg.image_features}
+    def __init__(self, runner: PolicyRunner, control_hz: float, action_names: list[str] | None = None,
+                 state_names: list[str] | None = None) -> None:
+        self.runner = runner
+        cfg = runner.config
+        # wire camera name -> the policy's image key: observation.images.front -> front; observation.image -> image
+        self._camera_keys = {k.removeprefix("observation.images.").removeprefix("observation."): k
+                             for k in cfg.image_features}
         cameras = {}
         for name, key in self._camera_keys.items():
             c, h, w = cfg.image_features[key].shape
             cameras[name] = [int(h), int(w), int(c)]
         state = cfg.robot_state_feature if getattr(cfg, "use_state", True) else None
-        self._state_key = "observation.state" if state is not None else None
+        self._use_state = state is not None
         self.metadata = Metadata(
             action_dim=int(cfg.action_feature.shape[0]), chunk_size=int(cfg.chunk_size),
             n_action_steps=int(cfg.n_action_steps), cameras=cameras,
             state_dim=int(state.shape[0]) if state is not None else 0, control_hz=float(control_hz),
-            action_names=action_names or [], state_names=state_names or [], policy=getattr(policy, "name", ""),
+            action_names=action_names or [], state_names=state_names or [],
+            policy=getattr(runner.policy, "name", ""),
         )
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None, control_hz: float | None = None,
                         bf16_weights: bool = False, compile: bool = False, allow_emulated_bf16: bool = False,
                         **names: Any) -> LeRobotPolicyBackend:
-        """Load `path` (a `pretrained_model` dir); control_hz defaults to the dataset's fps, else 20.
+        """Load `path` (a `pretrained_model` dir, `load_pretrained`); control_hz defaults to the
+        dataset's fps, else 20. bf16 weights on a CPU without native bf16 are refused unless
+        `allow_emulated_bf16`."""
+        runner = load_pretrained(path, device=device, bf16_weights=bf16_weights, compile=compile,
+                                 allow_emulated_bf16=allow_emulated_bf16)
+        return cls(runner, control_hz=control_hz or dataset_fps(path) or 20.0, **names)
 
-        bf16_weights / compile: llada_vla's inference speed-ups (`prepare_for_inference`).
-        bf16 weights on a CPU without native bf16 matmuls are refused (`ValueError`, before
-        any weight is read) unless `allow_emulated_bf16`: there they are slower than fp32."""
-        import torch
-        from lerobot.configs.policies import PreTrainedConfig
-        from lerobot.policies.factory import get_policy_class, make_pre_post_processors
-
-        import vla.policies.configuration_llada_vla  # noqa: F401  (registers the llada_vla config ...)
-        import vla.policies.processor_llada_vla  # noqa: F401  (... and its processor steps)
-        from vla.device import cpu_has_native_bf16
-
-        path = Path(path)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path} holds no config.json; pass the checkpoint's pretrained_model dir")
-        config = PreTrainedConfig.from_pretrained(path)
-        if device:
-            config.device = device
-        if bf16_weights and torch.device(config.device).type == "cpu" and not cpu_has_native_bf16() \
-                and not allow_emulated_bf16:
-            raise ValueError("--bf16-weights on a CPU without native bf16 matmuls (neither AMX nor AVX512-BF16 in "
-                             "/proc/cpuinfo): bf16 is emulated there and decodes ~2.7x slower than fp32 "
-                             "(docs/speed.md); serve in fp32 (drop --bf16-weights), or pass --allow-emulated-bf16")
-        policy = get_policy_class(config.type).from_pretrained(path, config=config)
-        if bf16_weights or compile:
-            if not hasattr(policy, "prepare_for_inference"):
-                raise ValueError(f"--bf16-weights / --compile apply to llada_vla policies; {path} is {config.type!r}")
-            policy.prepare_for_inference(bf16_weights, compile)
-        overrides = {"device_processor": {"device": config.device}}
-        pre, post = make_pre_post_processors(config, pretrained_path=str(path), preprocessor_overrides=overrides)
-        hz = control_hz or dataset_fps(path) or 20.0
-        return cls(policy, pre, post, control_hz=hz, **names)
-
-    def observation_to_batch(self, observation: dict[str, Any]) -> dict[str, Any]:
-        """Wire observation -> the batch LeRobot's rollout builds (float CHW images in [0, 1])."""
-        import torch
-
-        batch: dict[str, Any] = {}
-        for cam, key in self._camera_keys.items():
-            img = torch.from_numpy(np.array(observation["images"][cam])).unsqueeze(0)  # (1, H, W, 3) uint8
-            batch[key] = img.permute(0, 3, 1, 2).contiguous().type(torch.float32) / 255  # (1, 3, H, W)
-        if self._state_key:
-            batch[self._state_key] = torch.from_numpy(np.array(observation["state"])).float().unsqueeze(0)  # (1, S)
-        batch["task"] = [observation["task"]]
-        return batch
+    def env_observation(self, observation: dict[str, Any]) -> dict[str, Any]:
+        """Wire observation -> a batch of one as our envs give it (what `PolicyRunner.predict` takes)."""
+        # copies: wire arrays are read-only views of the frame, which torch.from_numpy warns about
+        images = {cam: np.array(observation["images"][cam])[None] for cam in self._camera_keys}  # (1, H, W, 3)
+        single = list(self._camera_keys.values()) == ["observation.image"]
+        obs = {"pixels": images["image"] if single else images, "task": [observation["task"]]}
+        if self._use_state:
+            obs["agent_pos"] = np.array(observation["state"], dtype=np.float32)[None]  # (1, S)
+        return obs
 
     def warmup(self, tasks: tuple[str, ...] = WARMUP_TASKS) -> list[float]:
         """Real-shaped requests before serving, so that a client's first request runs at steady-state latency.
@@ -181,12 +149,7 @@ class LeRobotPolicyBackend:
         return latencies
 
     def infer(self, observation: dict[str, Any]) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            chunk = self.policy.predict_action_chunk(self.pre(self.observation_to_batch(observation)))  # (1, H, D)
-            actions = self.post(chunk)
-        return actions[0].float().cpu().numpy()  # (H, D) in the robot's units
+        return self.runner.predict(self.env_observation(observation))[0]  # (H, D) in the robot's units
 
 
 class _CallerThreadExecutor(Executor):

@@ -17,14 +17,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 
 
 def recompute_quantiles(root: str | Path, keys: tuple[str, ...] = ("action", "observation.state")) -> dict:
     """Rewrite exact quantiles of `keys` in `<root>/meta/stats.json`; returns the new stats."""
-    import pandas as pd
-
     root = Path(root)
     stats_file = root / "meta" / "stats.json"
     if not stats_file.is_file():

@@ -1,71 +1,35 @@
-"""Training through LeRobot's own loop (`lerobot-train`), made crash-safe.
+"""Training through LeRobot's own loop (`lerobot-train`), made crash-safe and time-boxed.
 
 `run_lerobot_train(argv)` runs lerobot 0.4.4's `lerobot_train.main` (accelerate, resume,
-logging all LeRobot's) with two changes that make a crash never leave a checkpoint that
-resume would pick half-written:
+logging all LeRobot's) with our plugin discovered, offline, and the changes of
+`vla.policies.lerobot_patches` (the one module that touches lerobot's internals):
 
-- a checkpoint is written into `<step>.partial/`, fsynced, then renamed to `<step>/`;
-- the `last` link is replaced with an atomic `os.replace` of a fresh symlink (LeRobot
-  unlinks it first, so a crash between the two calls loses `last`).
+- checkpoints are atomic (written into `<step>.partial/`, fsynced, renamed; the `last`
+  link replaced in one `os.replace`), so a crash never leaves one that resume would pick
+  half-written; leftover `*.partial` directories of a killed run are removed when the next
+  run starts;
+- decoded video frames are cached in memory (`--no-frame-cache` turns it off);
+- `time_budget_s` (`--max-minutes`) bounds the loop by wall clock instead of steps (model
+  comparisons "at the same wall-clock budget"): the update that crosses the budget becomes
+  the run's last step, checkpointed as LeRobot checkpoints its final step. The seconds
+  trained travel with the checkpoints (a resumed run spends what is left), and the learning
+  rate can anneal over the budget itself.
 
-Leftover `*.partial` directories from a killed run are removed when the next run starts.
-
-`time_budget_s` bounds the training loop by wall clock instead of steps (model comparisons
-"at the same wall-clock budget"): the update that crosses the budget becomes the run's last
-step, checkpointed as LeRobot checkpoints its final step, and the run ends there. The
-seconds trained travel with the checkpoints (a resumed run spends what is left), and the
-learning rate can anneal over the budget itself (`install_time_budget`).
+Run it as `python -m vla.policies.training` (scripts/train.py is the same), or call
+`run_lerobot_train` / `main` from Python; never by a script path.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
-LAST = "last"
+from lerobot.scripts import lerobot_train
 
-
-def _fsync_tree(root: Path) -> None:
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-    fd = os.open(root, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_save(save_checkpoint):
-    """Wrap LeRobot's `save_checkpoint(checkpoint_dir, ...)` to write then rename."""
-
-    def save(checkpoint_dir: Path, *args, **kwargs):
-        checkpoint_dir = Path(checkpoint_dir)
-        partial = checkpoint_dir.with_name(checkpoint_dir.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        save_checkpoint(partial, *args, **kwargs)
-        _fsync_tree(partial)
-        if checkpoint_dir.exists():  # same step saved again (e.g. a resumed run's final step)
-            shutil.rmtree(checkpoint_dir)
-        os.replace(partial, checkpoint_dir)
-
-    return save
-
-
-def atomic_update_last(checkpoint_dir: Path) -> Path:
-    """Point `checkpoints/last` at `checkpoint_dir` without a moment where it is missing."""
-    checkpoint_dir = Path(checkpoint_dir)
-    link, tmp = checkpoint_dir.parent / LAST, checkpoint_dir.parent / f".{LAST}.tmp"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(checkpoint_dir.name)
-    os.replace(tmp, link)
-    return link
+from vla.policies.lerobot_patches import _BUDGET, TimeBudgetReached, install
 
 
 def remove_partial_checkpoints(output_dir: Path) -> list[Path]:
@@ -73,15 +37,6 @@ def remove_partial_checkpoints(output_dir: Path) -> list[Path]:
     for path in removed:
         shutil.rmtree(path, ignore_errors=True)
     return removed
-
-
-def install_atomic_checkpointing() -> None:
-    from lerobot.scripts import lerobot_train
-
-    if not getattr(lerobot_train.save_checkpoint, "_vla_atomic", False):
-        lerobot_train.save_checkpoint = atomic_save(lerobot_train.save_checkpoint)
-        lerobot_train.save_checkpoint._vla_atomic = True
-        lerobot_train.update_last_checkpoint = atomic_update_last
 
 
 def _output_dir_from(argv: list[str]) -> Path | None:
@@ -93,72 +48,6 @@ def _output_dir_from(argv: list[str]) -> Path | None:
     return None
 
 
-class TimeBudgetReached(Exception):
-    """Raised inside lerobot-train's loop after the final (budget-crossing) step was saved."""
-
-
-_BUDGET: dict = {}  # the running time budget: seconds, cfg (captured), last (clock), stop
-
-
-def budget_lr(peak: float, floor: float, warmup_steps: int, step: int, progress: float) -> float:
-    """LR of a cosine schedule whose decay spans a wall-clock budget: linear warm-up over
-    `warmup_steps` updates, then peak -> floor as `progress` (seconds trained / budget) goes 0 -> 1."""
-    warm = min(1.0, (step + 1) / max(1, warmup_steps))
-    return warm * (floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress)))))
-
-
-def install_time_budget() -> None:
-    """Hook lerobot-train's `make_dataset` (to see the run's config) and `update_policy` (to
-    watch the clock); inert until `_BUDGET['seconds']` is set (see `run_lerobot_train`).
-
-    Seconds trained accumulate in the policy's `train_seconds` buffer (an update plus the data
-    loading before the next one), which checkpoints carry, so a resumed run spends only what
-    is left of the budget. With the policy's `anneal_over_budget`, the learning rate follows
-    `budget_lr` over those seconds instead of LeRobot's step-based scheduler, so it has
-    decayed when the budget ends, however many steps this machine fits into it."""
-    from lerobot.scripts import lerobot_train
-
-    if getattr(lerobot_train.update_policy, "_vla_budget", False):
-        return
-    make_dataset, update_policy = lerobot_train.make_dataset, lerobot_train.update_policy
-
-    def capture_cfg(cfg):
-        _BUDGET["cfg"] = cfg
-        return make_dataset(cfg)
-
-    def timed_update(train_tracker, policy, batch, optimizer, *args, **kwargs):
-        seconds = _BUDGET.get("seconds")
-        if seconds is None:
-            return update_policy(train_tracker, policy, batch, optimizer, *args, **kwargs)
-        if _BUDGET.get("stop"):
-            raise TimeBudgetReached
-        inner = getattr(policy, "module", policy)  # unwrap DistributedDataParallel
-        now = time.monotonic()
-        elapsed = now - _BUDGET["last"] if "last" in _BUDGET else 0.0
-        _BUDGET["last"] = now
-        if hasattr(inner, "train_seconds"):  # ours: saved with the checkpoint
-            inner.train_seconds += elapsed
-            done = float(inner.train_seconds)
-        else:  # other policy types (e.g. ACT baselines): this run only
-            done = _BUDGET["done"] = _BUDGET.get("done", 0.0) + elapsed
-        config = getattr(inner, "config", None)
-        if getattr(config, "anneal_over_budget", False):
-            for group in optimizer.param_groups:
-                peak = group.get("initial_lr", config.optimizer_lr)
-                floor = peak * config.scheduler_decay_lr / config.optimizer_lr
-                group["lr"] = budget_lr(peak, floor, config.scheduler_warmup_steps, train_tracker.steps, done / seconds)
-            kwargs["lr_scheduler"] = None
-        out = update_policy(train_tracker, policy, batch, optimizer, *args, **kwargs)
-        if done + time.monotonic() - now >= seconds:
-            _BUDGET["stop"] = True
-            _BUDGET["cfg"].steps = train_tracker.steps + 1  # this step is the last: LeRobot saves it
-        return out
-
-    capture_cfg.__dict__.update(make_dataset.__dict__)  # keep the frame cache's marker
-    timed_update._vla_budget = True
-    lerobot_train.make_dataset, lerobot_train.update_policy = capture_cfg, timed_update
-
-
 def run_lerobot_train(argv: list[str], cache_frames: bool = True, time_budget_s: float | None = None) -> None:
     """Run `lerobot-train` with our plugin discovered, offline, atomic checkpoints and
     (by default) decoded video frames cached in memory. `time_budget_s`: stop after this many
@@ -166,10 +55,7 @@ def run_lerobot_train(argv: list[str], cache_frames: bool = True, time_budget_s:
     if time_budget_s is not None and not time_budget_s > 0:
         raise ValueError(f"time budget must be a positive number of seconds, got {time_budget_s}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    install_atomic_checkpointing()
-    if cache_frames:
-        install_frame_cache()
-    install_time_budget()
+    install(cache_frames)
     _BUDGET.clear()
     _BUDGET["seconds"] = time_budget_s
     out = _output_dir_from(argv)
@@ -177,8 +63,6 @@ def run_lerobot_train(argv: list[str], cache_frames: bool = True, time_budget_s:
         remove_partial_checkpoints(out)
     if not any(a.startswith("--policy.discover_packages_path") for a in argv):
         argv = [*argv, "--policy.discover_packages_path=vla.policies"]
-    from lerobot.scripts import lerobot_train
-
     sys.argv = ["lerobot-train", *argv]
     try:
         lerobot_train.main()
@@ -188,23 +72,6 @@ def run_lerobot_train(argv: list[str], cache_frames: bool = True, time_budget_s:
                      f"(checkpoint {cfg.output_dir}/checkpoints/last)")
     finally:
         _BUDGET.clear()
-
-
-def install_frame_cache() -> None:
-    """Make lerobot-train's dataset decode every video frame only once (see frame_cache)."""
-    from lerobot.scripts import lerobot_train
-
-    from vla.policies.frame_cache import cache_decoded_frames
-
-    make_dataset = lerobot_train.make_dataset
-    if getattr(make_dataset, "_vla_cached", False):
-        return
-
-    def make_cached(cfg):
-        return cache_decoded_frames(make_dataset(cfg))
-
-    make_cached._vla_cached = True
-    lerobot_train.make_dataset = make_cached
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tokenizer trained on a few instructions and a small model config."""
+"""Shared fixtures: a tokenizer trained on a few instructions and small model configs."""
 
 import os
 
@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
-from vla.presets import make_config
+from vla.model import VLAConfig
 from vla.text_tokenizer import TextTokenizer
 
 INSTRUCTIONS = [
@@ -30,17 +30,11 @@ def tokenizer() -> TextTokenizer:
     return TextTokenizer.train(INSTRUCTIONS, vocab_size=96)
 
 
-def small_config(tokenizer, **overrides):
-    """A fast configuration for unit tests (the `tiny` preset, shrunk)."""
-    base = {
-        "vision": {"encoder": "vit_tiny_patch16_224", "image_size": 32, "encoder_kwargs": {"depth": 1}},
-        "backbone": {"d_model": 64, "n_layers": 2, "n_heads": 4, "mlp_hidden": 128},
-        "chunk_size": 3,
-        "action_dim": 4,
-    }
-    for k, v in overrides.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            base[k] = {**base[k], **v}
-        else:
-            base[k] = v
-    return make_config("tiny", tokenizer, **base)
+TINY = {"vision_kwargs": {"depth": 4}}  # the tiny CPU size (~5M parameters): every other model field at its default
+SMALL = {"image_size": 32, "vision_kwargs": {"depth": 1}, "d_model": 64, "n_layers": 2, "n_heads": 4, "mlp_hidden": 128,
+         "chunk_size": 3, "action_dim": 4}
+
+
+def small_config(tokenizer, **overrides) -> VLAConfig:
+    """A fast configuration for unit tests: flat model fields (`vla.model.flat_names`), as presets write them."""
+    return VLAConfig.from_flat({**SMALL, **tokenizer.config_fields()}, **overrides)

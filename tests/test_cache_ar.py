@@ -11,7 +11,7 @@ from .test_model import make_obs
 
 
 def causal_model(tokenizer):
-    return LLaDAVLA(small_config(tokenizer, attention="causal", decoder={"name": "ar", "steps": None})).eval()
+    return LLaDAVLA(small_config(tokenizer, attention="causal", decoder="ar", decode_steps=None)).eval()
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.7])

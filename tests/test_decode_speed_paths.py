@@ -52,7 +52,7 @@ def test_bench_cache_modes_agree_and_count_forwards(tokenizer):
     """The benchmark's three AR cache modes decode the same tokens with 35 forwards each."""
     from vla.bench.decode_bench import AR, run_chunk, synthetic_actions, time_chunks
 
-    model = LLaDAVLA(small_config(tokenizer, attention="causal", decoder={"name": "ar", "steps": None})).eval()
+    model = LLaDAVLA(small_config(tokenizer, attention="causal", decoder="ar", decode_steps=None)).eval()
     obs = [make_obs(tokenizer, bsz=1, seed=s) for s in range(2)]
     results = {c: time_chunks(model, obs, AR, c, iters=2, warmup=0) for c in ("none", "prefix", "kv")}
     for lat, bins, nfe in results.values():
@@ -130,7 +130,7 @@ def test_compile_for_inference_gives_the_eager_actions(tokenizer):
     import copy
 
     obs = [make_obs(tokenizer, bsz=1, seed=s) for s in range(2)]
-    for over in ({}, {"attention": "causal", "decoder": {"name": "ar", "steps": None}}):
+    for over in ({}, {"attention": "causal", "decoder": "ar", "decode_steps": None}):
         torch.manual_seed(0)
         eager = LLaDAVLA(small_config(tokenizer, **over)).eval()
         compiled = copy.deepcopy(eager).compile_for_inference()
@@ -180,7 +180,7 @@ def test_analytic_roofline_matches_the_counted_flops_and_bounds_the_paper_scale(
     from vla.bench.decode_bench import DIM, build, observations
     from vla.bench.decode_bench import make_tokenizer as bench_tokenizer
     from vla.bench.roofline import analytic_forward, forward_costs, paper_scale_chunks
-    from vla.presets import make_config
+    from vla.model import VLAConfig, preset_fields
 
     tok = bench_tokenizer()
     model, causal = build("tiny", tok), build("tiny", tok, "causal")
@@ -189,7 +189,7 @@ def test_analytic_roofline_matches_the_counted_flops_and_bounds_the_paper_scale(
     step = costs["step"]
     flops, _ = analytic_forward(model.cfg.backbone, step.tokens, step.keys)
     assert abs(flops - step.flops) / step.flops < 0.01  # the K-row head is the only term left out
-    e = paper_scale_chunks(make_config("llada8b").backbone, prefix_len=762, slots=5 * DIM)
+    e = paper_scale_chunks(VLAConfig.from_flat(preset_fields("llada8b_paper")).backbone, prefix_len=762, slots=5 * DIM)
     assert e["step_bound"] == e["ar_step_bound"] == "bandwidth" and e["prefix_bound"] == "compute"
     # bandwidth-bound steps cost the same whatever their token count: the ratio follows NFE (35 vs 10 or 5)
     assert 2.5 < e["ar_kv_ms"] / e["had_10_ms"] < 3.5 < e["ar_kv_ms"] / e["had_5_ms"] < 7.0

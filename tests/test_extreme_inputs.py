@@ -76,7 +76,7 @@ def test_finite_inputs_clamps_only_what_is_out_of_range():
 def test_model_gives_finite_actions_for_extreme_states(tokenizer, name, value):
     attention = "causal" if name == "ar" else "prefix"
     cfg = small_config(tokenizer, state_dim=4, attention=attention,
-                       decoder={"name": name, "steps": None if name == "ar" else 3})
+                       decoder=name, decode_steps=None if name == "ar" else 3)
     torch.manual_seed(0)
     model = LLaDAVLA(cfg).eval()
     ids, mask = tokenizer(INSTRUCTIONS[:2])

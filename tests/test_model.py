@@ -4,10 +4,9 @@ import pytest
 import torch
 
 from vla.decoders import DECODERS, MASK, DecodeConfig
-from vla.model import LLaDAVLA, Observation, VLAConfig
-from vla.presets import make_config
+from vla.model import LLaDAVLA, Observation, VLAConfig, preset_fields
 
-from .conftest import INSTRUCTIONS, small_config
+from .conftest import INSTRUCTIONS, TINY, small_config
 
 
 def make_obs(tokenizer, bsz=3, size=32, seed=0):
@@ -34,7 +33,7 @@ def test_prefix_is_never_masked_or_scored(tokenizer):
 
 
 def test_causal_mode_predicts_each_slot_from_the_ones_before(tokenizer):
-    cfg = small_config(tokenizer, attention="causal", decoder={"name": "ar", "steps": None})
+    cfg = small_config(tokenizer, attention="causal", decoder="ar", decode_steps=None)
     model = LLaDAVLA(cfg).eval()
     obs = make_obs(tokenizer)
     prefix, valid = model.embed_prefix(obs)
@@ -46,7 +45,7 @@ def test_causal_mode_predicts_each_slot_from_the_ones_before(tokenizer):
     assert not torch.allclose(a[:, 6:], b[:, 6:])
     loss, _ = model.compute_loss(obs, torch.rand(3, 3, 4) * 2 - 1)
     assert torch.isfinite(loss)
-    with pytest.raises(ValueError, match="decoder name='ar'"):
+    with pytest.raises(ValueError, match="decoder='ar' and decode_steps=null"):
         small_config(tokenizer, attention="causal")
 
 
@@ -90,17 +89,20 @@ def test_config_round_trip_and_errors(tokenizer):
     with pytest.raises(ValueError, match="choose from"):
         small_config(tokenizer, attention="sparse")
     with pytest.raises(ValueError, match="unknown preset"):
-        make_config("huge")
+        preset_fields("huge")
+    with pytest.raises(ValueError, match="unknown model fields"):
+        small_config(tokenizer, hidden_size=64)
 
 
 def test_tiny_preset_size(tokenizer):
-    model = LLaDAVLA(make_config("tiny", tokenizer))
+    model = LLaDAVLA(VLAConfig.from_flat(TINY, **tokenizer.config_fields()))
     assert 1e6 < model.num_parameters() <= 20e6
 
 
 def test_paper_scale_preset_builds_on_meta_device():
     """SigLIP so400m + LLaDA-8B: built without memory, parameter count as published (~8.4B)."""
-    cfg = make_config("llada8b", pad_token_id=126081, sep_token_id=126081, mask_token_id=126336)
+    cfg = VLAConfig.from_flat(preset_fields("llada8b_paper"), pad_token_id=126081, sep_token_id=126081,
+                              mask_token_id=126336)
     with torch.device("meta"):
         model = LLaDAVLA(cfg)
     n = model.num_parameters()
@@ -112,7 +114,7 @@ def test_paper_scale_preset_builds_on_meta_device():
 def test_tiny_preset_overfits_a_fixed_batch(tokenizer):
     """The mission's smallest promise: the model can learn (>= 95% HAD token accuracy)."""
     torch.manual_seed(0)
-    model = LLaDAVLA(make_config("tiny", tokenizer))
+    model = LLaDAVLA(VLAConfig.from_flat(TINY, **tokenizer.config_fields()))
     g = torch.Generator().manual_seed(0)
     obs = make_obs(tokenizer, bsz=8, size=96)
     actions = torch.rand(8, 5, 7, generator=g) * 2 - 1

@@ -29,7 +29,7 @@ def test_random_shift_moves_pixels_by_at_most_pad_and_is_seeded_per_sample():
     assert torch.equal(random_shift(images, 0, seeds), images)
 
 
-@pytest.mark.parametrize("extra", [{}, {"vision": {"keypoints": 2}, "fusion_token": True, "fusion_slots": True}])
+@pytest.mark.parametrize("extra", [{}, {"vision_keypoints": 2, "fusion_token": True, "fusion_slots": True}])
 def test_the_multi_masking_loss_is_the_mean_of_single_masking_losses_on_the_same_masks(tokenizer, extra):
     """num_maskings=M scores M maskings of each block against one prefix encoding; the loss
     equals the mean of M ordinary (one-masking) losses, each with its masks given explicitly."""
@@ -58,7 +58,7 @@ def test_the_multi_masking_loss_is_the_mean_of_single_masking_losses_on_the_same
 def test_film_starts_as_identity_and_then_makes_vision_read_the_instruction(tokenizer):
     torch.manual_seed(0)
     plain = LLaDAVLA(small_config(tokenizer))
-    film = LLaDAVLA(small_config(tokenizer, vision={"film": True}))
+    film = LLaDAVLA(small_config(tokenizer, vision_film=True))
     film.load_state_dict(plain.state_dict(), strict=False)
     obs = make_obs(tokenizer, bsz=2)
     obs.images["front"][1] = obs.images["front"][0]  # one image, two instructions
@@ -132,7 +132,7 @@ def test_ema_follows_the_weights_and_predicts():
 
 
 def test_the_budget_schedule_warms_up_then_anneals_to_its_floor_when_the_budget_ends():
-    from vla.policies.training import budget_lr
+    from vla.policies.lerobot_patches import budget_lr
 
     assert budget_lr(1e-3, 1e-4, 10, 0, 0.0) == pytest.approx(1e-4)  # warm-up step 1 of 10
     assert budget_lr(1e-3, 1e-4, 10, 50, 0.0) == pytest.approx(1e-3)
@@ -179,7 +179,7 @@ def test_slot_embeddings_tell_masked_slots_apart_and_keep_every_cache_exact(toke
     a2, _ = model.sample_actions(obs, use_cache=False)
     assert torch.equal(a1, a2)
     causal = LLaDAVLA(small_config(tokenizer, slot_embeddings=True, attention="causal",
-                                   decoder={"name": "ar", "steps": None})).eval()
+                                   decoder="ar", decode_steps=None)).eval()
     b1, r1 = causal.sample_actions(obs, use_cache=True)  # the incremental KV cache embeds slot by slot
     b2, r2 = causal.sample_actions(obs, use_cache=False)
     assert torch.equal(r1.bins, r2.bins)
@@ -200,7 +200,7 @@ def test_keypoints_are_the_expected_position_of_each_heat_map(tokenizer):
     xy = prob @ torch.stack([xs.flatten(), ys.flatten()], -1)
     assert torch.allclose(xy[0], torch.tensor([[1.0, -1.0], [-1.0, 1.0]]), atol=1e-3)
     assert kp(fmap).shape == (1, 2 + 1, 8)  # 2 keypoint tokens + the layout token
-    model = LLaDAVLA(small_config(tokenizer, vision={"keypoints": 4}))
+    model = LLaDAVLA(small_config(tokenizer, vision_keypoints=4))
     assert model.vision.num_tokens == 4 + 4 + 1  # 32 px / 16 px patches = 4 tokens, 4 keypoints, 1 layout
     obs = make_obs(tokenizer)
     assert model.embed_prefix(obs)[0].shape[1] == model.vision.num_tokens + obs.text_ids.shape[1] + 1  # + SEP
@@ -227,19 +227,19 @@ def test_language_keypoints_follow_the_instruction_to_the_cell_it_asks_for(token
     assert torch.allclose(xy, torch.tensor([[1.0, -1.0], [-1.0, 1.0]]), atol=1e-2)
     with pytest.raises(ValueError, match="instruction"):
         kp(fmap)
-    model = LLaDAVLA(small_config(tokenizer, vision={"keypoints": 2, "lang_keypoints": 2}, fusion_token=True))
+    model = LLaDAVLA(small_config(tokenizer, vision_keypoints=2, vision_lang_keypoints=2, fusion_token=True))
     assert model.vision.num_tokens == 4 + 2 + 2 + 1
     obs = make_obs(tokenizer)
     prefix, _ = model.embed_prefix(obs)
     n_state = int(model.cfg.state_dim > 0)
     assert prefix.shape[1] == model.vision.num_tokens + n_state + 1 + obs.text_ids.shape[1] + 1  # + fusion, SEP
     with pytest.raises(ValueError, match="lang_keypoints"):
-        small_config(tokenizer, vision={"lang_keypoints": -1})
+        small_config(tokenizer, vision_lang_keypoints=-1)
 
 
 def test_fusion_slots_give_each_slot_its_own_view_and_keep_every_cache_exact(tokenizer):
     torch.manual_seed(0)
-    kw = dict(vision={"keypoints": 2, "lang_keypoints": 1}, fusion_token=True, fusion_slots=True)
+    kw = dict(vision_keypoints=2, vision_lang_keypoints=1, fusion_token=True, fusion_slots=True)
     model = LLaDAVLA(small_config(tokenizer, **kw)).eval()
     obs = make_obs(tokenizer)
     prefix, _ = model.embed_prefix(obs)
@@ -249,7 +249,7 @@ def test_fusion_slots_give_each_slot_its_own_view_and_keep_every_cache_exact(tok
     a1, _ = model.sample_actions(obs, use_cache=True)
     a2, _ = model.sample_actions(obs, use_cache=False)
     assert torch.equal(a1, a2)
-    causal = LLaDAVLA(small_config(tokenizer, **kw, attention="causal", decoder={"name": "ar", "steps": None})).eval()
+    causal = LLaDAVLA(small_config(tokenizer, **kw, attention="causal", decoder="ar", decode_steps=None)).eval()
     b1, r1 = causal.sample_actions(obs, use_cache=True)  # the incremental cache embeds slot by slot
     b2, r2 = causal.sample_actions(obs, use_cache=False)
     assert torch.equal(r1.bins, r2.bins)

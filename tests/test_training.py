@@ -11,7 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vla.policies.training import atomic_save, atomic_update_last, remove_partial_checkpoints
+from vla.policies.lerobot_patches import atomic_save, atomic_update_last
+from vla.policies.training import remove_partial_checkpoints
 
 from .lerobot_data import write_reach_dataset
 

@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
 from vla.backbone import BackboneConfig, LLaDABackbone
 
@@ -104,8 +105,6 @@ def load_llada_backbone(path: str | Path, extra_vocab: int = 0, dtype: torch.dty
     wrong directory never silently leaves random weights). A tied checkpoint (no head
     tensor) copies the embedding into the untied head.
     """
-    from safetensors import safe_open
-
     path = Path(path)
     cfg, scheme = read_backbone_config(path)
     model = LLaDABackbone(cfg).to(dtype)

@@ -16,7 +16,10 @@ so the result does not depend on how much padding a batch carries.
 
 from __future__ import annotations
 
+import copy
+import json
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -36,6 +39,37 @@ from vla.kernels.lsc_epilogue import LSCHidden
 from vla.loading import load_llada_backbone
 from vla.lsc import LOSS_WEIGHTINGS, causal_action_loss, lsc_logits, masked_diffusion_loss, sample_mask
 from vla.vision import VisionConfig, VisionTower, random_shift
+
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"  # named presets (a source checkout's configs/)
+# The model's flat field names: LeRobot's `--policy.<name>` flags and the "policy" block of every
+# configs/*.json. A VLAConfig field keeps its name, and so do the fields of the backbone and
+# decoding parts (`d_model`, `temperature`, ...); the vision fields and a few others are renamed:
+FLAT_ALIASES = {
+    "vision_encoder": ("vision", "encoder"), "image_size": ("vision", "image_size"), "cameras": ("vision", "cameras"),
+    "vision_kwargs": ("vision", "encoder_kwargs"), "vision_weights_path": ("vision", "weights_path"),
+    "freeze_vision": ("vision", "freeze"), "vision_film": ("vision", "film"), "vision_keypoints": ("vision", "keypoints"),
+    "vision_lang_keypoints": ("vision", "lang_keypoints"), "vision_token_grid": ("vision", "token_grid"),
+    "decoder": ("decoder", "name"), "decode_steps": ("decoder", "steps"),
+    "constant_action_dims": (None, "constant_dims"), "constant_action_values": (None, "constant_values"),
+}
+
+
+def flat_names() -> dict[str, tuple[str | None, str]]:
+    """Every flat model field name -> (part or None for VLAConfig itself, field name there)."""
+    own = {f.name: (None, f.name) for f in fields(VLAConfig) if f.name not in ("vision", "backbone", "decoder")}
+    parts = {f.name: (part, f.name) for part, cls in (("backbone", BackboneConfig), ("decoder", DecodeConfig))
+             for f in fields(cls) if f.name not in ("name", "steps")}  # the decoder's two are aliased
+    return {**own, **parts, **FLAT_ALIASES}
+
+
+def preset_fields(name: str) -> dict:
+    """The model fields of the named preset configs/<name>.json (its "policy" block, flat names)."""
+    path = PRESETS_DIR / f"{name}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in PRESETS_DIR.glob("*.json"))
+        raise ValueError(f"unknown preset {name!r}; choose from {known} (files in {PRESETS_DIR})")
+    names = flat_names()
+    return {k: v for k, v in json.loads(path.read_text())["policy"].items() if k in names}
 
 
 @dataclass
@@ -76,12 +110,16 @@ class VLAConfig:
             raise ValueError(f"loss_weighting='{self.loss_weighting}'; choose from {LOSS_WEIGHTINGS}")
         if self.attention == "causal" and (self.decoder.name != "ar" or self.decoder.steps not in (None, self.action_len)):
             raise ValueError(
-                "attention='causal' predicts each slot from the one before it, so it needs "
-                "decoder name='ar' with steps=None (one slot per forward)"
+                "attention='causal' is the autoregressive baseline: it predicts each slot from the one before "
+                "it, so set decoder='ar' and decode_steps=null (one slot per forward)"
             )
-        for name in ("chunk_size", "action_dim", "num_bins", "num_maskings"):
+        for name in ("chunk_size", "action_dim", "num_maskings"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.num_bins < 2:
+            raise ValueError(f"num_bins={self.num_bins} must be >= 2 (the paper uses 32, OpenVLA 256)")
+        if not 0.0 <= self.full_mask_prob <= 1.0:
+            raise ValueError(f"full_mask_prob={self.full_mask_prob} must lie in [0, 1]")
         if self.attention == "causal" and self.num_maskings != 1:
             raise ValueError("num_maskings > 1 needs a masked block; the causal AR baseline scores every slot once")
         if self.fusion_token and self.vision.keypoints + self.vision.lang_keypoints <= 0:
@@ -124,6 +162,22 @@ class VLAConfig:
         if unknown:
             raise ValueError(f"unknown VLAConfig fields {unknown}; valid: {sorted(known)}")
         return cls(**d)
+
+    @classmethod
+    def from_flat(cls, flat: dict, **more) -> VLAConfig:
+        """The config from flat field names (`flat_names`: a preset's "policy" block, the LeRobot
+        config's model fields), `more` (flat too) taking precedence. None for `vocab_size` or the
+        constant action dims means "not given" (the default). Validated once, here."""
+        names, nested = flat_names(), {"vision": {}, "backbone": {}, "decoder": {}}
+        unknown = sorted(set(flat) - set(names)) + sorted(set(more) - set(names))
+        if unknown:
+            raise ValueError(f"unknown model fields {unknown}; valid: {sorted(names)}")
+        for key, value in {**flat, **more}.items():
+            part, name = names[key]
+            if value is None and key in ("vocab_size", "constant_action_dims", "constant_action_values"):
+                continue
+            (nested if part is None else nested[part])[name] = copy.deepcopy(value)
+        return cls(**nested)
 
 
 @dataclass

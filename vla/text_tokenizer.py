@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from transformers import AutoTokenizer
 
 SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "sep": "[SEP]", "mask": "[MASK]"}
 # LLaDA's tokenizer names its mask token this way (id 126336 in LLaDA-8B).
@@ -37,8 +39,6 @@ class TextTokenizer:
     @classmethod
     def train(cls, instructions: Sequence[str], vocab_size: int = 512) -> TextTokenizer:
         """Train a lowercase BPE tokenizer on `instructions` (order-independent: sorted)."""
-        from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-
         texts = sorted({str(t) for t in instructions})
         if not texts:
             raise ValueError("no instructions to train the tokenizer on; pass task strings")
@@ -73,8 +73,6 @@ class TextTokenizer:
         if (path / "tokenizer_config.json").exists():
             return cls._from_hf_dir(path)
         if (path / TOKENIZER_FILE).exists():
-            from tokenizers import Tokenizer
-
             return cls._from_tokenizers(Tokenizer.from_file(str(path / TOKENIZER_FILE)))
         raise FileNotFoundError(
             f"{path} holds neither tokenizer_config.json (a Hugging Face tokenizer) nor "
@@ -83,8 +81,6 @@ class TextTokenizer:
 
     @classmethod
     def _from_hf_dir(cls, path: Path) -> TextTokenizer:
-        from transformers import AutoTokenizer
-
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
         vocab = tok.get_vocab()
         if LLADA_MASK_TOKEN in vocab:
@@ -104,8 +100,6 @@ class TextTokenizer:
     @classmethod
     def from_json(cls, text: str) -> TextTokenizer:
         """Rebuild a trained tokenizer from `to_json()` (it travels inside a policy config)."""
-        from tokenizers import Tokenizer
-
         return cls._from_tokenizers(Tokenizer.from_str(text))
 
     def to_json(self) -> str:
@@ -126,6 +120,11 @@ class TextTokenizer:
     def vocab_size(self) -> int:
         """Number of ids the embedding must hold (including added special tokens)."""
         return len(self.backend) if self._hf else self.backend.get_vocab_size()
+
+    def config_fields(self) -> dict[str, int]:
+        """The model fields this tokenizer decides (`VLAConfig.from_flat(..., **tok.config_fields())`)."""
+        return {"vocab_size": self.vocab_size, "pad_token_id": self.pad_id, "sep_token_id": self.sep_id,
+                "mask_token_id": self.mask_id}
 
     def encode_one(self, text: str) -> list[int]:
         if self._hf:

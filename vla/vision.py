@@ -32,7 +32,9 @@ heat maps follow the instruction ("where is the red block").
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import timm
 import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -68,8 +70,6 @@ class VisionConfig:
 
 def build_timm_encoder(cfg: VisionConfig) -> nn.Module:
     """Create the timm model (classifier head removed), loading local weights if given."""
-    import timm
-
     if not timm.list_models(cfg.encoder):
         close = timm.list_models(f"*{cfg.encoder.split('_')[0]}*")[:10]
         raise ValueError(f"unknown timm encoder '{cfg.encoder}'; similar names: {close}")
@@ -78,8 +78,6 @@ def build_timm_encoder(cfg: VisionConfig) -> nn.Module:
         kwargs.setdefault("img_size", cfg.image_size)
         kwargs.setdefault("dynamic_img_size", False)
     if cfg.weights_path is not None:
-        from pathlib import Path
-
         if not Path(cfg.weights_path).is_file():
             raise FileNotFoundError(f"vision weights file {cfg.weights_path} does not exist")
         return timm.create_model(

@@ -12,7 +12,9 @@ Where chunks overlap, the actions planned for one step merge by `ensemble`:
   prediction (ACT, Zhao et al. 2023, section 3.3: older predictions weigh more, which
   smooths the motion; coeff = 0 is the plain mean).
 
-Only the first `n_action_steps` actions of a chunk are kept. numpy only.
+Only the first `n_action_steps` actions of a chunk are kept (all of them with None, as ACT
+does when it ensembles). numpy only: the controller and closed-loop evaluation
+(`vla.envs.evaluation`) both execute chunks through this class.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ ENSEMBLE_MODES = ("latest", "average", "exp")
 class ActionSchedule:
     """step -> planned actions (from one or more chunks); `pop(step)` merges and forgets them."""
 
-    def __init__(self, n_action_steps: int, ensemble: str = "latest", ensemble_coeff: float = 0.01) -> None:
+    def __init__(self, n_action_steps: int | None, ensemble: str = "latest", ensemble_coeff: float = 0.01) -> None:
         if ensemble not in ENSEMBLE_MODES:
             raise ValueError(f"ensemble={ensemble!r}; choose from {list(ENSEMBLE_MODES)}")
-        if n_action_steps < 1:
+        if n_action_steps is not None and n_action_steps < 1:
             raise ValueError(f"n_action_steps={n_action_steps} must be >= 1")
         if ensemble_coeff < 0:
             raise ValueError(f"ensemble_coeff={ensemble_coeff} must be >= 0")

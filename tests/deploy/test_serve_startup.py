@@ -25,7 +25,7 @@ def graphs_compiled_by_real_requests(backend, warmup_tasks) -> tuple[int, int]:
     with `warmup_tasks`, then serve REAL_TASKS; -> (graphs compiled by the warm-up, graphs compiled after)."""
     import torch
 
-    model = backend.policy.inference_model
+    model = backend.runner.policy.inference_model
     graphs: list[int] = []
 
     def counting(gm, example_inputs):

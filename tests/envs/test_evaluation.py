@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from vla.envs.eval_report import wilson_interval
-from vla.envs.evaluation import ChunkExecutor, EvalConfig, check_seeds_disjoint, evaluate, load_policy
+from vla.envs.evaluation import EvalConfig, check_seeds_disjoint, evaluate, load_policy
+from vla.policies.controller import ActionSchedule
 
 ROOT = Path(__file__).parents[2]
 Z = 1.959963984540054
@@ -34,16 +35,18 @@ def test_wilson_interval_matches_the_closed_form_and_known_values():
         wilson_interval(11, 10)
 
 
-def test_chunk_executor_runs_n_steps_or_ensembles_overlapping_chunks():
-    plain = ChunkExecutor(n_action_steps=2)
-    assert plain.needs_chunk()
-    plain.push(np.arange(5)[:, None] * np.ones((5, 2)))
-    assert [plain.pop()[0] for _ in range(2)] == [0, 1] and plain.needs_chunk()
-    ens = ChunkExecutor(n_action_steps=1, ensemble_coeff=math.log(2))  # weights 1, 1/2 (oldest first)
-    ens.push(np.array([[0.0], [3.0], [9.0]]))
-    assert ens.pop()[0] == 0.0
-    ens.push(np.array([[6.0], [9.0], [9.0]]))
-    assert ens.pop()[0] == pytest.approx((3.0 * 1 + 6.0 * 0.5) / 1.5)  # old chunk's step 1, new chunk's step 0
+def test_action_schedule_runs_n_steps_or_ensembles_whole_overlapping_chunks():
+    """The two ways evaluation executes chunks (the controller's `ActionSchedule`)."""
+    plain = ActionSchedule(2, "latest")
+    assert plain.remaining(0) == 0
+    plain.add(np.arange(5)[:, None] * np.ones((5, 2)), 0, 0)
+    assert [plain.pop(t)[0] for t in range(2)] == [0, 1] and plain.remaining(2) == 0
+    ens = ActionSchedule(None, "exp", math.log(2))  # every action of a chunk; weights 1, 1/2 (oldest first)
+    ens.add(np.array([[0.0], [3.0], [9.0]]), 0, 0)
+    assert ens.pop(0)[0] == 0.0
+    ens.add(np.array([[6.0], [9.0], [9.0]]), 1, 1)
+    assert ens.pop(1)[0] == pytest.approx((3.0 * 1 + 6.0 * 0.5) / 1.5)  # old chunk's step 1, new chunk's step 0
+    assert ens.pop(2)[0] == pytest.approx((9.0 * 1 + 9.0 * 0.5) / 1.5) and ens.remaining(3) == 1
 
 
 def run(policy, tmp_path=None, **kw):

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from vla.envs.experts import MetaWorldExpert
 from vla.envs.instructions import metaworld_instruction, metaworld_paraphrases
-from vla.envs.metaworld_suite import MetaWorldEnv, all_task_names, resolve_tasks, task_sets
+from vla.envs.metaworld_suite import MetaWorldEnv, MetaWorldExpert, all_task_names, resolve_tasks, task_sets
 from vla.envs.rendering import CameraRenderer
 
 
