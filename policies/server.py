@@ -121,13 +121,12 @@ class LeRobotPolicyBackend:
         bf16_weights / compile: llada_vla's inference speed-ups (`prepare_for_inference`).
         bf16 weights on a CPU without native bf16 matmuls are refused (`ValueError`, before
         any weight is read) unless `allow_emulated_bf16`: there they are slower than fp32."""
-        import torch
         from lerobot.configs.policies import PreTrainedConfig
         from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
         import vla.policies.configuration_llada_vla  # noqa: F401  (registers the llada_vla config ...)
         import vla.policies.processor_llada_vla  # noqa: F401  (... and its processor steps)
-        from vla.device import cpu_has_native_bf16
+        from vla.device import emulated_bf16_warning
 
         path = Path(path)
         if not (path / "config.json").is_file():
@@ -135,11 +134,9 @@ class LeRobotPolicyBackend:
         config = PreTrainedConfig.from_pretrained(path)
         if device:
             config.device = device
-        if bf16_weights and torch.device(config.device).type == "cpu" and not cpu_has_native_bf16() \
-                and not allow_emulated_bf16:
-            raise ValueError("--bf16-weights on a CPU without native bf16 matmuls (neither AMX nor AVX512-BF16 in "
-                             "/proc/cpuinfo): bf16 is emulated there and decodes ~2.7x slower than fp32 "
-                             "(docs/speed.md); serve in fp32 (drop --bf16-weights), or pass --allow-emulated-bf16")
+        emulated = bf16_weights and emulated_bf16_warning("--bf16-weights", config.device)
+        if emulated and not allow_emulated_bf16:
+            raise ValueError(f"{emulated}; serve in fp32 (drop --bf16-weights), or pass --allow-emulated-bf16")
         policy = get_policy_class(config.type).from_pretrained(path, config=config)
         if bf16_weights or compile:
             if not hasattr(policy, "prepare_for_inference"):
