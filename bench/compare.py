@@ -27,6 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from vla.bench.pipeline import check_config
+from vla.cli import UsageError
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Results: Meta-World MT10"
 MT10_PRESET = "configs/metaworld_mt10_tiny_cpu.json"
@@ -56,6 +59,12 @@ class CompareConfig:
     policies: tuple[str, ...] = tuple(POLICIES)
     max_videos: int = 2
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.policies) - set(POLICIES))
+        if unknown:
+            raise UsageError(f"unknown policies {unknown}; choose from {list(POLICIES)}")
+        check_config(self, "metaworld", "episodes_per_task", "minutes", "batch_size", "eval_episodes")
 
 
 def _train(cfg: CompareConfig, key: str, demos: Path, train_dir: Path) -> dict[str, Any]:
@@ -91,9 +100,6 @@ def compare(cfg: CompareConfig) -> dict[str, Any]:
     from vla.envs.collection import CollectConfig, collect
     from vla.envs.evaluation import EvalConfig, check_seeds_disjoint, evaluate, load_policy
 
-    unknown = sorted(set(cfg.policies) - set(POLICIES))
-    if unknown:
-        raise ValueError(f"unknown policies {unknown}; choose from {list(POLICIES)}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare_config.json").write_text(json.dumps(asdict(cfg), indent=2))

@@ -29,7 +29,22 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from vla.cli import UsageError, require_positive
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def check_config(cfg, suite: str, *positive: str) -> None:
+    """An experiment config's bad values, at construction: its task spec (the error lists the valid
+    names), its preset file when it has one, and the fields that must be > 0."""
+    from vla.envs.collection import task_list
+    from vla.policies.preflight import preset_names
+
+    task_list(suite, cfg.tasks)
+    preset = getattr(cfg, "preset", None)
+    if preset is not None and not (ROOT / preset).is_file():
+        raise UsageError(f"preset {preset} not found; choose from {preset_names()} or pass a config file")
+    require_positive(cfg, *positive)
 
 
 @dataclass
@@ -53,9 +68,8 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         if self.train_minutes is None and self.steps is None:
-            raise ValueError("give training a budget: train_minutes, steps, or both")
-        if (self.train_minutes is not None and self.train_minutes <= 0) or (self.steps is not None and self.steps < 1):
-            raise ValueError(f"train_minutes={self.train_minutes} and steps={self.steps} must be positive")
+            raise UsageError("give training a budget: train_minutes (--minutes), steps (--steps), or both")
+        check_config(self, "tabletop", "train_minutes", "steps", "episodes_per_task", "batch_size", "eval_episodes")
 
 
 def _train(cfg: PipelineConfig, demos: Path, train_dir: Path) -> tuple[Path, bool]:

@@ -23,6 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vla.bench.pipeline import check_config
+from vla.cli import UsageError
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Training recipe ablation (tabletop)"
 
@@ -56,6 +59,11 @@ class RecipeAblationConfig:
     progress: bool = True
     extra_overrides: dict[str, Any] = field(default_factory=dict)  # applied to every variant
 
+    def __post_init__(self) -> None:
+        for name in self.variants:
+            variant_overrides(name)  # unknown names fail here, listing the valid ones
+        check_config(self, "tabletop", "minutes", "episodes_per_task", "eval_episodes")
+
 
 def variant_overrides(name: str) -> dict[str, Any]:
     """Policy overrides of a variant relative to the preset."""
@@ -65,7 +73,7 @@ def variant_overrides(name: str) -> dict[str, Any]:
         return dict(PREVIOUS)
     lever = name.removeprefix("no_")
     if not name.startswith("no_") or lever not in LEVERS:
-        raise ValueError(f"unknown variant {name!r}; choose 'recipe', 'previous' or no_<lever> with lever "
+        raise UsageError(f"unknown variant {name!r}; choose 'recipe', 'previous' or no_<lever> with lever "
                          f"in {list(LEVERS)}")
     return dict(LEVERS[lever][1])
 

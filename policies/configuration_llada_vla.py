@@ -108,6 +108,8 @@ class LLaDAVLAConfig(PreTrainedConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.num_bins < 2 or self.chunk_size < 1:
+            raise ValueError(f"num_bins={self.num_bins} must be >= 2 and chunk_size={self.chunk_size} >= 1")
         if not 1 <= self.n_action_steps <= self.chunk_size:
             raise ValueError(
                 f"n_action_steps={self.n_action_steps} must be in [1, chunk_size={self.chunk_size}]: "
@@ -124,8 +126,6 @@ class LLaDAVLAConfig(PreTrainedConfig):
             )
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"loss_weighting='{self.loss_weighting}'; choose from {LOSS_WEIGHTINGS}")
-        if self.num_bins < 2 or self.chunk_size < 1:
-            raise ValueError(f"num_bins={self.num_bins} must be >= 2 and chunk_size={self.chunk_size} >= 1")
         if self.lora_rank < 0:
             raise ValueError(f"lora_rank={self.lora_rank} must be >= 0 (0 disables LoRA)")
         if not 0.0 <= self.full_mask_prob <= 1.0:

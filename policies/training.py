@@ -10,6 +10,11 @@ resume would pick half-written:
 
 Leftover `*.partial` directories from a killed run are removed when the next run starts.
 
+Bad input fails with one line before the heavy work (`preflight`, `vla.cli`): the
+config file, the dataset root and the checkpoint to resume are checked before LeRobot is
+imported; invalid config values come back as their validation message, not a draccus
+traceback.
+
 `time_budget_s` bounds the training loop by wall clock instead of steps (model comparisons
 "at the same wall-clock budget"): the update that crosses the budget becomes the run's last
 step, checkpointed as LeRobot checkpoints its final step, and the run ends there. The
@@ -26,6 +31,10 @@ import shutil
 import sys
 import time
 from pathlib import Path
+
+from vla import cli
+from vla.cli import UsageError, user_errors
+from vla.policies import preflight
 
 LAST = "last"
 
@@ -170,6 +179,7 @@ def run_lerobot_train(argv: list[str], cache_frames: bool = True, time_budget_s:
     if cache_frames:
         install_frame_cache()
     install_time_budget()
+    install_config_checks()
     _BUDGET.clear()
     _BUDGET["seconds"] = time_budget_s
     out = _output_dir_from(argv)
@@ -177,17 +187,53 @@ def run_lerobot_train(argv: list[str], cache_frames: bool = True, time_budget_s:
         remove_partial_checkpoints(out)
     if not any(a.startswith("--policy.discover_packages_path") for a in argv):
         argv = [*argv, "--policy.discover_packages_path=vla.policies"]
+    from draccus.utils import ParsingError
     from lerobot.scripts import lerobot_train
 
     sys.argv = ["lerobot-train", *argv]
     try:
         lerobot_train.main()
+    except ParsingError as err:
+        raise config_error(err) from err
     except TimeBudgetReached:
         cfg = _BUDGET["cfg"]
         logging.info(f"time budget of {time_budget_s:.0f} s reached: stopped after step {cfg.steps} "
                      f"(checkpoint {cfg.output_dir}/checkpoints/last)")
     finally:
         _BUDGET.clear()
+
+
+def install_config_checks() -> None:
+    """LeRobot's own config validation (output dir exists, resume without a config, ...) as one-line errors."""
+    from lerobot.configs.train import TrainPipelineConfig
+
+    validate = TrainPipelineConfig.validate
+    if getattr(validate, "_vla_checked", False):
+        return
+
+    def checked(self):
+        with user_errors(ValueError, OSError):
+            validate(self)
+
+    checked._vla_checked = True
+    TrainPipelineConfig.validate = checked
+
+
+def config_error(err: Exception) -> UsageError:
+    """A draccus parsing error as one line: the innermost cause's message (a config's
+    validation, e.g. "decoder='beam'; choose from [...]"), after the option it came from."""
+    from draccus.utils import DecodingError
+
+    path, cause = None, err
+    while cause is not None:
+        if isinstance(cause, DecodingError) and cause.key_path:  # the innermost names the option
+            path = ".".join(cause.key_path)
+        inner = cause.__cause__ or cause.__context__
+        if inner is None:
+            break
+        cause = inner
+    message = cause.message if isinstance(cause, DecodingError) else str(cause)
+    return UsageError(f"--{path}: {message}" if path else message)
 
 
 def install_frame_cache() -> None:
@@ -207,10 +253,9 @@ def install_frame_cache() -> None:
     lerobot_train.make_dataset = make_cached
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m vla.policies.training` (and scripts/train.py): parse our own flags, then
-    run `lerobot-train` with the rest (see scripts/train.py for the flags)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+def main(argv: list[str]) -> None:
+    """`python -m vla.policies.training` (and scripts/train.py): parse our own flags, check the
+    inputs (one-line errors, `vla.cli`), then run `lerobot-train` with the rest (flags: scripts/train.py)."""
     cache_frames = "--no-frame-cache" not in argv
     argv = [a for a in argv if a != "--no-frame-cache"]
     budget = [a for a in argv if a.startswith("--max-minutes")]
@@ -220,15 +265,19 @@ def main(argv: list[str] | None = None) -> None:
         try:
             minutes = float(budget[-1].split("=", 1)[1])
         except (IndexError, ValueError):
-            sys.exit(f"{budget[-1]!r}: write --max-minutes=M with M a number of minutes, e.g. --max-minutes=15")
-    if argv and argv[0] == "--config":
-        if len(argv) < 2:
-            sys.exit("--config needs a preset path, e.g. configs/tabletop_tiny_cpu.json")
-        argv = [f"--config_path={argv[1]}", *argv[2:]]
-    elif argv and argv[0].startswith("--config="):
-        argv = [f"--config_path={argv[0].split('=', 1)[1]}", *argv[1:]]
+            raise UsageError(f"{budget[-1]!r}: write --max-minutes=M with M a number of minutes, "
+                             "e.g. --max-minutes=15") from None
+        if not minutes > 0:
+            raise UsageError(f"--max-minutes={minutes}: give a positive number of minutes, e.g. --max-minutes=15")
+    argv = preflight.joined(argv)
+    config = preflight.config_file(argv)
+    argv, warning = preflight.resume_checkpoint(argv)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+        config = preflight.config_file(argv)
+    preflight.dataset_root(argv, config)
     run_lerobot_train(argv, cache_frames=cache_frames, time_budget_s=None if minutes is None else minutes * 60)
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)
