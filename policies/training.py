@@ -10,6 +10,12 @@ resume would pick half-written:
 
 Leftover `*.partial` directories from a killed run are removed when the next run starts.
 
+A resumed run replays the data order of an uninterrupted one (`epoch_cycle`): LeRobot
+starts a fresh shuffle at the resumed step, so the rest of the interrupted epoch was
+lost and the order differed; here epoch e is shuffled by a generator seeded with
+(seed, e) and the batches the interrupted run already took are skipped. With
+`--seed=null`, or a sampler other than torch's RandomSampler, LeRobot's order is kept.
+
 Bad input fails with one line before the heavy work (`preflight`, `vla.cli`): the
 config file, the dataset root and the checkpoint to resume are checked before LeRobot is
 imported; invalid config values come back as their validation message, not a draccus
@@ -24,6 +30,7 @@ learning rate can anneal over the budget itself (`install_time_budget`).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -179,6 +186,7 @@ def run_lerobot_train(argv: list[str], cache_frames: bool = True, time_budget_s:
     if cache_frames:
         install_frame_cache()
     install_time_budget()
+    install_resumable_data_order()
     install_config_checks()
     _BUDGET.clear()
     _BUDGET["seconds"] = time_budget_s
@@ -201,6 +209,57 @@ def run_lerobot_train(argv: list[str], cache_frames: bool = True, time_budget_s:
                      f"(checkpoint {cfg.output_dir}/checkpoints/last)")
     finally:
         _BUDGET.clear()
+
+
+def _random_sampler(loader):
+    """The torch RandomSampler under a DataLoader, through accelerate's wrappers (None if there is none)."""
+    from torch.utils.data import RandomSampler
+
+    node = getattr(loader, "batch_sampler", None)
+    for _ in range(4):  # BatchSamplerShard -> BatchSampler -> RandomSampler
+        if node is None or isinstance(node, RandomSampler):
+            return node
+        node = getattr(node, "batch_sampler", None) or getattr(node, "sampler", None)
+    return None
+
+
+def epoch_cycle(dataloader, seed: int, start_step: int):
+    """Batches forever, like LeRobot's `cycle`, but epoch e is shuffled by a generator seeded with
+    (seed, e), and a run resumed at `start_step` first skips the batches of its epoch already taken
+    (without loading them): the same batches, in the same order, as an uninterrupted run."""
+    import torch
+    from accelerate import skip_first_batches
+
+    sampler = _random_sampler(dataloader)
+    epoch, skip = divmod(start_step, len(dataloader))
+    while True:
+        if sampler.generator is None:
+            sampler.generator = torch.Generator()
+        sampler.generator.manual_seed(seed * 100_003 + epoch)
+        yield from skip_first_batches(dataloader, skip) if skip else dataloader
+        epoch, skip = epoch + 1, 0
+
+
+def install_resumable_data_order() -> None:
+    """Make lerobot-train's data order depend on (seed, epoch) only, so a resumed run replays it
+    (`epoch_cycle`); LeRobot's own `cycle` where that cannot hold (no seed, another sampler)."""
+    from lerobot.scripts import lerobot_train
+
+    if getattr(lerobot_train.cycle, "_vla_epochs", False):
+        return
+    cycle = lerobot_train.cycle
+
+    def seeded_cycle(dataloader):
+        cfg = _BUDGET.get("cfg")
+        if cfg is None or cfg.seed is None or _random_sampler(dataloader) is None:
+            return cycle(dataloader)
+        start = 0
+        if cfg.resume:
+            start = json.loads((Path(cfg.checkpoint_path) / "training_state" / "training_step.json").read_text())["step"]
+        return epoch_cycle(dataloader, cfg.seed, start)
+
+    seeded_cycle._vla_epochs = True
+    lerobot_train.cycle = seeded_cycle
 
 
 def install_config_checks() -> None:
