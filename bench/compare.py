@@ -29,7 +29,9 @@ from typing import Any
 
 from safetensors import safe_open
 
+from vla.bench.pipeline import check_config
 from vla.bench.results import _ci
+from vla.cli import UsageError
 from vla.envs.collection import CollectConfig, collect
 from vla.envs.evaluation import EvalConfig, check_seeds_disjoint, evaluate, load_policy
 
@@ -63,6 +65,12 @@ class CompareConfig:
     max_videos: int = 2
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.policies) - set(POLICIES))
+        if unknown:
+            raise UsageError(f"unknown policies {unknown}; choose from {list(POLICIES)}")
+        check_config(self, "metaworld", "episodes_per_task", "minutes", "batch_size", "eval_episodes")
+
 
 def _train(cfg: CompareConfig, key: str, demos: Path, train_dir: Path) -> dict[str, Any]:
     """Train one policy for the budget; -> {checkpoint, steps, train_s} (cached in done.json)."""
@@ -92,9 +100,6 @@ def _n_params(checkpoint: str) -> int:
 
 def compare(cfg: CompareConfig) -> dict[str, Any]:
     """Run (or finish) collection, every training and every evaluation; -> results."""
-    unknown = sorted(set(cfg.policies) - set(POLICIES))
-    if unknown:
-        raise ValueError(f"unknown policies {unknown}; choose from {list(POLICIES)}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare_config.json").write_text(json.dumps(asdict(cfg), indent=2))

@@ -21,7 +21,14 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vla.bench.roofline import H200_SPEC, ForwardCost, MachineRates, paper_scale_chunks
+from vla.bench.roofline import (
+    H200_SPEC,
+    ForwardCost,
+    MachineRates,
+    paper_scale_chunks,
+    peaks_by_precision,
+    percent_of_peak,
+)
 from vla.bench.synthetic import COLORS, TEMPLATES, make_scenes
 from vla.decoders import DecodeConfig, DecodeResult, _had_key, decode, propose, select_lowest
 from vla.model import LLaDAVLA, Observation, VLAConfig, preset_fields
@@ -223,7 +230,8 @@ def reference(model: LLaDAVLA, causal: LLaDAVLA | None, obs: list[Observation],
 
 
 def render_rows(rows: list[Row], peaks: dict[str, float], floors: dict[tuple[str, str], float] | None = None) -> str:
-    """Markdown table of rows; `peaks` maps precision -> matmul GFLOP/s for the % of peak column.
+    """Markdown table of rows; `peaks` maps precision -> matmul GFLOP/s for the % of peak column
+    (`roofline.percent_of_peak`: never above 100%; '100%*' flags a peak measured too low).
 
     floors: (size, precision) -> matmul rate at that size's 35-slot step shape
     (`roofline.step_matmul_gflops`); the `floor ms` column is the chunk's FLOPs at that
@@ -234,10 +242,10 @@ def render_rows(rows: list[Row], peaks: dict[str, float], floors: dict[tuple[str
            "GFLOP/chunk | % of matmul peak |" + (" floor ms |" if floor else ""),
            "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if floor else "")]
     for r in rows:
-        frac = r.flops_per_chunk / (r.p50_ms / 1e3) / (peaks[r.precision] * 1e9)
+        pct = percent_of_peak(r.flops_per_chunk / (r.p50_ms / 1e3) / 1e9, peaks[r.precision])
         line = (f"| {r.size} | {r.precision} | {'yes' if r.compiled else 'no'} | {r.decoder} | {r.cache} | "
                 f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.nfe:.1f} | {r.tokens_per_forward:.1f} | {r.agreement:.3f} | "
-                f"{r.flops_per_chunk / 1e9:.2f} | {frac:.1%} |")
+                f"{r.flops_per_chunk / 1e9:.2f} | {pct} |")
         if floor:
             line += f" {r.flops_per_chunk / (floors[r.size.split()[0], r.precision] * 1e9) * 1e3:.1f} |"
         out.append(line)
@@ -311,8 +319,8 @@ def render_report(out: dict) -> tuple[str, str]:
     `scripts/bench_decode.py` saves as JSON, so the tables can be re-rendered without re-measuring."""
     rows = [Row(**r) for r in out["rows"]]
     machine = MachineRates(**out["machine"])
-    peaks = {"fp32": machine.matmul_fp32_gflops, "bf16": machine.matmul_bf16_gflops}
     floor = {tuple(k.split(" ")): v for k, v in out["step_matmul_gflops"].items()}
+    peaks = peaks_by_precision(machine, floor)
     trained = out["trained"] or {"train_steps": 0, "masked_acc": 0.0}
     floors_txt = ", ".join(f"{s} {p} {v:.0f}" for (s, p), v in floor.items())
     header = (
@@ -325,8 +333,9 @@ def render_report(out: dict) -> tuple[str, str]:
         f"decode (the same decoder, fp32, eager, no cache) on 8 fixed observations. Untrained rows: confidences are "
         f"arbitrary (near-ties everywhere, so bf16 rounding flips argmaxes, and threshold NFE means nothing); the "
         f"trained rows are tiny after {trained['train_steps']} training steps (masked accuracy "
-        f"{trained['masked_acc']:.2f}) on synthetic scenes. Matmul peak here: {peaks['fp32']:.0f} GFLOP/s fp32, "
-        f"{peaks['bf16']:.0f} bf16 (2048^2); at each size's 35-slot step shape (35 x d_model x mlp_hidden): "
+        f"{trained['masked_acc']:.2f}) on synthetic scenes. Matmul peak here (the best rate measured per precision, "
+        f"square F.linear up to 2048^2 or a step shape): {peaks['fp32']:.0f} GFLOP/s fp32, {peaks['bf16']:.0f} bf16; "
+        f"'100%*' marks a chunk faster than that measured peak (the % is clamped); at each size's 35-slot step shape (35 x d_model x mlp_hidden): "
         f"{floors_txt} GFLOP/s, which the `floor ms` column divides the chunk's FLOPs by (the matmuls alone at that "
         f"rate); copy bandwidth {machine.copy_gbps:.1f} GB/s. CUDA path (CUDA graphs via --compile --device cuda): "
         f"{'not measured (no GPU here)' if out['device'] == 'cpu' else 'measured here'}.")
@@ -378,7 +387,7 @@ def render_roofline(roof: dict, steps: dict, machine, floors: dict[tuple[str, st
     rates = {"fp32": machine.matmul_fp32_gflops, "bf16": machine.matmul_bf16_gflops}
     shape = ", ".join(f"{s} {p} {v:.0f}" for (s, p), v in floors.items())
     md.append(f"\nMachine ({machine.threads} threads, load {load:.2f}): matmul {rates['fp32']:.0f} GFLOP/s fp32, "
-              f"{rates['bf16']:.0f} bf16 (2048^2); at the 35-slot step shape: {shape} GFLOP/s; copy "
+              f"{rates['bf16']:.0f} bf16 (best square F.linear up to 2048^2); at the 35-slot step shape: {shape} GFLOP/s; copy "
               f"{machine.copy_gbps:.1f} GB/s; balance point {rates['fp32'] / machine.copy_gbps:.0f} (fp32) / "
               f"{rates['bf16'] / machine.copy_gbps:.0f} (bf16) FLOP/byte.")
     return "\n".join(md)

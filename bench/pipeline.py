@@ -30,11 +30,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vla.bench.grounding import ProbeConfig, probe_grounding, probe_table
-from vla.envs.collection import CollectConfig, collect
+from vla.cli import UsageError, require_positive
+from vla.envs.collection import CollectConfig, collect, task_list
 from vla.envs.evaluation import EvalConfig, check_seeds_disjoint, evaluate, load_policy
 from vla.envs.recorder import read_progress
+from vla.policies.preflight import preset_names
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def check_config(cfg, suite: str, *positive: str) -> None:
+    """An experiment config's bad values, at construction: its task spec (the error lists the valid
+    names), its preset file when it has one, and the fields that must be > 0."""
+    task_list(suite, cfg.tasks)
+    preset = getattr(cfg, "preset", None)
+    if preset is not None and not (ROOT / preset).is_file():
+        raise UsageError(f"preset {preset} not found; choose from {preset_names()} or pass a config file")
+    require_positive(cfg, *positive)
 
 
 @dataclass
@@ -58,9 +70,8 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         if self.train_minutes is None and self.steps is None:
-            raise ValueError("give training a budget: train_minutes, steps, or both")
-        if (self.train_minutes is not None and self.train_minutes <= 0) or (self.steps is not None and self.steps < 1):
-            raise ValueError(f"train_minutes={self.train_minutes} and steps={self.steps} must be positive")
+            raise UsageError("give training a budget: train_minutes (--minutes), steps (--steps), or both")
+        check_config(self, "tabletop", "train_minutes", "steps", "episodes_per_task", "batch_size", "eval_episodes")
 
 
 def _train(cfg: PipelineConfig, demos: Path, train_dir: Path) -> tuple[Path, bool]:

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from vla.bench.grounding import ProbeConfig, probe_grounding
+from vla.bench.pipeline import check_config
+from vla.cli import UsageError
 from vla.envs.collection import CollectConfig, collect
 from vla.envs.evaluation import EvalConfig, anchor_summary, evaluate, load_policy
 
@@ -60,6 +62,11 @@ class RecipeAblationConfig:
     progress: bool = True
     extra_overrides: dict[str, Any] = field(default_factory=dict)  # applied to every variant
 
+    def __post_init__(self) -> None:
+        for name in self.variants:
+            variant_overrides(name)  # unknown names fail here, listing the valid ones
+        check_config(self, "tabletop", "minutes", "episodes_per_task", "eval_episodes")
+
 
 def variant_overrides(name: str) -> dict[str, Any]:
     """Policy overrides of a variant relative to the preset."""
@@ -69,7 +76,7 @@ def variant_overrides(name: str) -> dict[str, Any]:
         return dict(PREVIOUS)
     lever = name.removeprefix("no_")
     if not name.startswith("no_") or lever not in LEVERS:
-        raise ValueError(f"unknown variant {name!r}; choose 'recipe', 'previous' or no_<lever> with lever "
+        raise UsageError(f"unknown variant {name!r}; choose 'recipe', 'previous' or no_<lever> with lever "
                          f"in {list(LEVERS)}")
     return dict(LEVERS[lever][1])
 

@@ -14,6 +14,7 @@ by attention, in the same dtype.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -25,7 +26,7 @@ from vla.model import LLaDAVLA, Observation
 
 @dataclass
 class MachineRates:
-    matmul_fp32_gflops: float  # 2048^2 matmul, current torch thread count
+    matmul_fp32_gflops: float  # best square F.linear rate up to 2048^2, current torch thread count
     matmul_bf16_gflops: float
     copy_gbps: float  # large tensor copy: (bytes read + bytes written) / time
     threads: int
@@ -41,29 +42,53 @@ def _best_time(fn, reps: int) -> float:
     return best
 
 
-def measure_machine(n: int = 2048, copy_mb: int = 512) -> MachineRates:
-    """Best-of-5 matmul rate in fp32 and bf16 and copy bandwidth on this device (CPU)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    rates = []
-    for dt in (torch.float32, torch.bfloat16):
-        x, y = a.to(dt), b.to(dt)
-        rates.append(2 * n**3 / _best_time(lambda x=x, y=y: x @ y, 5) / 1e9)
+def matmul_peak_gflops(dtype: torch.dtype, sizes: tuple[int, ...] = (256, 512, 1024, 2048),
+                       max_call_s: float = 0.5) -> float:
+    """Best square-matmul rate in `dtype` over `sizes`, through `F.linear` (the op the model runs).
+
+    Per dtype and per shape because the kernels differ: on a CPU without native bf16 (no
+    AMX / AVX512-BF16) a bf16 `a @ b` falls back to a reference loop (~0.05 GFLOP/s here)
+    while `F.linear` converts and runs ~100x faster, and the rate swings with the shape.
+    Stops growing the size once one call takes `max_call_s` (a 2048^2 emulated bf16 matmul
+    would take minutes). Still a measurement, not a bound: `percent_of_peak` clamps.
+    """
+    best = 0.0
+    for n in sizes:
+        x, w = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        seconds = _best_time(lambda x=x, w=w: torch.nn.functional.linear(x, w), 3 if n >= 1024 else 5)
+        best = max(best, 2 * n**3 / seconds / 1e9)
+        if seconds > max_call_s:
+            break
+    return best
+
+
+def measure_machine(copy_mb: int = 512) -> MachineRates:
+    """Matmul peak per dtype (`matmul_peak_gflops`) and copy bandwidth on this device (CPU)."""
+    fp32, bf16 = (matmul_peak_gflops(dt) for dt in (torch.float32, torch.bfloat16))
     src = torch.empty(copy_mb * 2**20 // 4, dtype=torch.float32).fill_(1.0)
     dst = torch.empty_like(src)
     bw = 2 * src.numel() * 4 / _best_time(lambda: dst.copy_(src), 5) / 1e9
-    return MachineRates(rates[0], rates[1], bw, torch.get_num_threads())
+    return MachineRates(fp32, bf16, bw, torch.get_num_threads())
 
 
-def step_matmul_gflops(tokens: int, d_model: int, hidden: int, dtype: torch.dtype = torch.float32,
-                       reps: int = 200) -> float:
-    """Rate of the (tokens x d_model) @ (d_model x hidden) matmul of a decode step in `dtype` (best of `reps`).
+def peaks_by_precision(machine: MachineRates, shape_rates: dict[tuple[str, str], float] | None = None
+                       ) -> dict[str, float]:
+    """precision -> the highest matmul rate measured in it: the square peak or any (size, precision)
+    step-shape rate of `shape_rates`, whichever is higher (a small shape can beat a badly served square one)."""
+    peaks = {"fp32": machine.matmul_fp32_gflops, "bf16": machine.matmul_bf16_gflops}
+    for (_, precision), rate in (shape_rates or {}).items():
+        peaks[precision] = max(peaks.get(precision, 0.0), rate)
+    return peaks
 
-    Small-M matmuls run far below the square-matmul peak (packing, few tiles to share
-    between threads), so this, not `measure_machine`'s 2048^2 rate, is the roof a batch-1
-    step of `tokens` slots can reach; dividing a chunk's FLOPs by it gives its floor.
-    """
-    x, w = torch.randn(tokens, d_model, dtype=dtype), torch.randn(hidden, d_model, dtype=dtype)
-    return 2 * tokens * d_model * hidden / _best_time(lambda: torch.nn.functional.linear(x, w), reps) / 1e9
+
+def percent_of_peak(achieved_gflops: float, peak_gflops: float) -> str:
+    """`achieved / peak` as a percentage that never exceeds 100%: above the peak it reads
+    '100%*' (the peak measurement was too low, not the chunk faster than the machine);
+    'n/a' without a positive peak."""
+    if not peak_gflops > 0 or not math.isfinite(achieved_gflops):
+        return "n/a"
+    frac = achieved_gflops / peak_gflops
+    return "100%*" if frac > 1 else f"{frac:.1%}"
 
 
 @dataclass

@@ -68,11 +68,9 @@ def load_pretrained(path: str | Path, device: str | None = None, decoder: str | 
     config = PreTrainedConfig.from_pretrained(path)
     if device:
         config.device = device
-    if bf16_weights and torch.device(config.device).type == "cpu" and not vla.device.cpu_has_native_bf16() \
-            and not allow_emulated_bf16:
-        raise ValueError("--bf16-weights on a CPU without native bf16 matmuls (neither AMX nor AVX512-BF16 in "
-                         "/proc/cpuinfo): bf16 is emulated there and decodes ~2.7x slower than fp32 "
-                         "(docs/speed.md); serve in fp32 (drop --bf16-weights), or pass --allow-emulated-bf16")
+    emulated = bf16_weights and vla.device.emulated_bf16_warning("--bf16-weights", config.device)
+    if emulated and not allow_emulated_bf16:
+        raise ValueError(f"{emulated}; serve in fp32 (drop --bf16-weights), or pass --allow-emulated-bf16")
     policy = get_policy_class(config.type).from_pretrained(path, config=config)
     if isinstance(policy, LLaDAVLAPolicy):
         policy.set_decoder(decoder, decode_steps, threshold)

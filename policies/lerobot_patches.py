@@ -11,7 +11,13 @@ replaces four globals of `lerobot.scripts.lerobot_train` with wrappers around th
   the run's config captured for the time budget;
 - `update_policy`: the wall-clock budget (`_BUDGET`, set by `run_lerobot_train`): seconds
   trained accumulate in the policy's `train_seconds` buffer, the learning rate can anneal
-  over the budget (`budget_lr`), and the update that crosses it becomes the last step.
+  over the budget (`budget_lr`), and the update that crosses it becomes the last step;
+- `cycle`: data order that depends on (seed, epoch) only (`epoch_cycle`), so a resumed run
+  replays the batches of an uninterrupted one (LeRobot starts a fresh shuffle at the resumed
+  step, losing the rest of the interrupted epoch);
+
+and wraps `TrainPipelineConfig.validate` so that LeRobot's own config checks (output dir
+exists, resume without a config, ...) come back as one-line `vla.cli.UsageError`s.
 
 `check_lerobot_internals()` runs before anything is replaced (and in
 tests/test_lerobot_patches.py): it fails loudly, naming what moved, when lerobot's
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import math
 import os
 import shutil
@@ -29,8 +36,14 @@ import time
 from pathlib import Path
 
 import lerobot
+import torch
+from accelerate import skip_first_batches
+from draccus.utils import DecodingError
+from lerobot.configs.train import TrainPipelineConfig
 from lerobot.scripts import lerobot_train
+from torch.utils.data import RandomSampler
 
+from vla.cli import UsageError, user_errors
 from vla.policies.frame_cache import cache_decoded_frames
 
 LAST = "last"
@@ -40,11 +53,12 @@ PATCHED = {
     "update_last_checkpoint": ("checkpoint_dir",),
     "make_dataset": ("cfg",),
     "update_policy": ("train_metrics", "policy", "batch", "optimizer", "lr_scheduler"),
+    "cycle": ("iterable",),
 }
 # code of lerobot_train that the wrappers rely on: the scheduler passed by keyword (the budget
 # replaces it), the final step saved when step == cfg.steps (the budget sets cfg.steps), the link update
 CALL_SITES = ("dataset = make_dataset(cfg)", "lr_scheduler=lr_scheduler", "step == cfg.steps",
-              "update_last_checkpoint(checkpoint_dir)")
+              "update_last_checkpoint(checkpoint_dir)", "cycle(dataloader)")
 
 
 def check_lerobot_internals() -> None:
@@ -73,6 +87,8 @@ def install(cache_frames: bool = True) -> None:
     if cache_frames:
         install_frame_cache()
     install_time_budget()
+    install_resumable_data_order()
+    install_config_checks()
 
 
 def _fsync_tree(root: Path) -> None:
@@ -198,3 +214,78 @@ def install_frame_cache() -> None:
 
     make_cached._vla_cached = True
     lerobot_train.make_dataset = make_cached
+
+
+def _random_sampler(loader):
+    """The torch RandomSampler under a DataLoader, through accelerate's wrappers (None if there is none)."""
+    node = getattr(loader, "batch_sampler", None)
+    for _ in range(4):  # BatchSamplerShard -> BatchSampler -> RandomSampler
+        if node is None or isinstance(node, RandomSampler):
+            return node
+        node = getattr(node, "batch_sampler", None) or getattr(node, "sampler", None)
+    return None
+
+
+def epoch_cycle(dataloader, seed: int, start_step: int):
+    """Batches forever, like LeRobot's `cycle`, but epoch e is shuffled by a generator seeded with
+    (seed, e), and a run resumed at `start_step` first skips the batches of its epoch already taken
+    (without loading them): the same batches, in the same order, as an uninterrupted run."""
+    sampler = _random_sampler(dataloader)
+    epoch, skip = divmod(start_step, len(dataloader))
+    while True:
+        if sampler.generator is None:
+            sampler.generator = torch.Generator()
+        sampler.generator.manual_seed(seed * 100_003 + epoch)
+        yield from skip_first_batches(dataloader, skip) if skip else dataloader
+        epoch, skip = epoch + 1, 0
+
+
+def install_resumable_data_order() -> None:
+    """Make lerobot-train's data order depend on (seed, epoch) only, so a resumed run replays it
+    (`epoch_cycle`); LeRobot's own `cycle` where that cannot hold (no seed, another sampler)."""
+    if getattr(lerobot_train.cycle, "_vla_epochs", False):
+        return
+    cycle = lerobot_train.cycle
+
+    @functools.wraps(cycle)
+    def seeded_cycle(dataloader):
+        cfg = _BUDGET.get("cfg")
+        if cfg is None or cfg.seed is None or _random_sampler(dataloader) is None:
+            return cycle(dataloader)
+        start = 0
+        if cfg.resume:
+            start = json.loads((Path(cfg.checkpoint_path) / "training_state" / "training_step.json").read_text())["step"]
+        return epoch_cycle(dataloader, cfg.seed, start)
+
+    seeded_cycle._vla_epochs = True
+    lerobot_train.cycle = seeded_cycle
+
+
+def install_config_checks() -> None:
+    """LeRobot's own config validation (output dir exists, resume without a config, ...) as one-line errors."""
+    validate = TrainPipelineConfig.validate
+    if getattr(validate, "_vla_checked", False):
+        return
+
+    @functools.wraps(validate)
+    def checked(self):
+        with user_errors(ValueError, OSError):
+            validate(self)
+
+    checked._vla_checked = True
+    TrainPipelineConfig.validate = checked
+
+
+def config_error(err: Exception) -> UsageError:
+    """A draccus parsing error as one line: the innermost cause's message (a config's
+    validation, e.g. "decoder='beam'; choose from [...]"), after the option it came from."""
+    path, cause = None, err
+    while cause is not None:
+        if isinstance(cause, DecodingError) and cause.key_path:  # the innermost names the option
+            path = ".".join(cause.key_path)
+        inner = cause.__cause__ or cause.__context__
+        if inner is None:
+            break
+        cause = inner
+    message = cause.message if isinstance(cause, DecodingError) else str(cause)
+    return UsageError(f"--{path}: {message}" if path else message)

@@ -4,7 +4,8 @@
 
 Every variant (the recipe, the recipe without one lever, the previous recipe) trains for the
 same wall-clock budget on one demo set, then is probed and evaluated on the same unseen
-seeds. Re-running with the same --out re-uses finished variants. See vla/bench/recipe.py.
+seeds. Re-running with the same --out re-uses finished variants. See vla/bench/recipe.py. Bad input fails with one line and exit code 2 before any work (`--debug`: the
+traceback; docs/errors.md).
 """
 
 import argparse
@@ -13,17 +14,19 @@ import os
 import shlex
 import sys
 
+from vla import cli
+
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def main() -> None:
-    from vla.bench.recipe import SECTION, RecipeAblationConfig, ablation_section, run_ablation, variant_overrides
+def main(argv: list[str]) -> None:
+    from vla.bench.recipe import SECTION, RecipeAblationConfig, ablation_section, run_ablation
     from vla.bench.report import machine_line, write_section
 
     d = RecipeAblationConfig()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=d.out)
     p.add_argument("--preset", default=d.preset)
     p.add_argument("--minutes", type=float, default=d.minutes, help="training budget of every variant")
@@ -32,14 +35,16 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=d.eval_episodes)
     p.add_argument("--probe-scenes", type=int, default=d.probe_scenes)
     p.add_argument("--benchmarks", default=None, help="rewrite this file's ablation section (e.g. BENCHMARKS.md)")
-    a = p.parse_args()
-    variants = tuple(v.strip() for v in a.variants.split(",") if v.strip())
-    for v in variants:
-        variant_overrides(v)  # unknown names fail here, before any work
+    a = p.parse_args(argv)
+    if a.benchmarks:
+        cli.writable_file(a.benchmarks, "--benchmarks")
+    with cli.user_errors(ValueError):
+        cfg = RecipeAblationConfig(out=a.out, preset=a.preset, minutes=a.minutes,
+                                   variants=tuple(v.strip() for v in a.variants.split(",") if v.strip()),
+                                   episodes_per_task=a.episodes_per_task, eval_episodes=a.eval_episodes,
+                                   probe_scenes=a.probe_scenes)
     machine = machine_line()
-    result = run_ablation(RecipeAblationConfig(out=a.out, preset=a.preset, minutes=a.minutes, variants=variants,
-                                               episodes_per_task=a.episodes_per_task, eval_episodes=a.eval_episodes,
-                                               probe_scenes=a.probe_scenes))
+    result = run_ablation(cfg)
     section = ablation_section(result, "python scripts/ablate_recipe.py " + shlex.join(sys.argv[1:]), machine)
     if a.benchmarks:
         write_section(a.benchmarks, SECTION, section)
@@ -48,4 +53,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -23,7 +23,8 @@ import torch
 
 from vla.bench import decode_bench as db
 from vla.bench.report import write_section
-from vla.bench.roofline import forward_costs, measure_machine, step_matmul_gflops
+from vla.bench.roofline import forward_costs, measure_machine, peaks_by_precision, step_matmul_gflops
+from vla.device import emulated_bf16_warning
 
 ROOF_BEGIN, ROOF_END = "<!-- roofline:begin (written by scripts/bench_decode.py) -->", "<!-- roofline:end -->"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -53,8 +54,9 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     load = os.getloadavg()
+    if "bf16" in a.precisions and a.device == "cpu" and (warning := emulated_bf16_warning("bf16 rows")):
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     machine = measure_machine()
-    peaks = {"fp32": machine.matmul_fp32_gflops, "bf16": machine.matmul_bf16_gflops}
     compiled_settings = {"off": (False,), "on": (True,), "both": (False, True)}[a.compile]
     floor: dict[tuple[str, str], float] = {}  # (size, precision) -> GFLOP/s at its step's matmul shape
     tok = db.make_tokenizer()
@@ -70,7 +72,7 @@ def main() -> None:
                 new = db.bench_model(label, prec, m, c, obs, iters, refs, flops, cache_modes=modes)
                 if label == size:  # where a chunk's time goes, in this setting
                     steps[size, prec, compiled] = db.step_breakdown(m, obs[0])
-                print(db.render_rows(new, peaks, floor or None), flush=True)
+                print(db.render_rows(new, peaks_by_precision(machine, floor), floor or None), flush=True)
                 rows.extend(new)
 
     for size in a.sizes:

@@ -7,7 +7,8 @@
         --out data/mt10_demos
 
 Re-running the same command after an interruption continues where it stopped. Instruction
-paraphrases are stored in <out>/meta/paraphrases.json. See docs/simulation.md.
+paraphrases are stored in <out>/meta/paraphrases.json. See docs/simulation.md. Bad input fails
+with one line and exit code 2 before anything is rolled out (`--debug`: the traceback; docs/errors.md).
 """
 
 from __future__ import annotations
@@ -16,16 +17,16 @@ import argparse
 import json
 import logging
 import os
-import sys
+from pathlib import Path
+
+from vla import cli
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SVT_LOG", "1")  # the AV1 encoder: errors only
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from vla.envs.collection import default_workers
-
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--suite", required=True, choices=["metaworld", "tabletop"])
     p.add_argument(
         "--tasks",
@@ -37,7 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="dataset folder (resumed if it exists)")
     p.add_argument("--repo-id", default="local/vla_demos")
     p.add_argument(
-        "--workers", type=int, default=default_workers(), help="rollout processes (0: roll out in the writer process)"
+        "--workers", type=int, default=None, help="rollout processes (0: roll out in the writer process; default: "
+        "one per CPU core)"
     )
     p.add_argument("--camera", default=None, help="default: corner4 (metaworld), front (tabletop)")
     p.add_argument("--height", type=int, default=None, help="default: 128 / 96")
@@ -61,29 +63,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     args = parse_args(argv)
-    from vla.envs.collection import CollectConfig, collect, dataset_summary
+    from vla.envs.collection import CollectConfig, collect, dataset_summary, default_workers, task_list
 
-    cfg = CollectConfig(
-        suite=args.suite,
-        tasks=args.tasks,
-        episodes_per_task=args.episodes_per_task,
-        out=args.out,
-        repo_id=args.repo_id,
-        workers=args.workers,
-        camera=args.camera,
-        height=args.height,
-        width=args.width,
-        episode_length=args.episode_length,
-        noise_std=args.noise_std,
-        perturb_std=args.perturb_std,
-        seed=args.seed,
-        every_goal=not args.one_goal_per_scene,
-        use_videos=not args.png,
-        vcodec=args.vcodec,
-        keep_failed=args.keep_failed,
-        commit_every=args.commit_every,
-        progress_bar=not args.no_progress,
-    )
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise cli.UsageError(f"--out {args.out} is a file; pass a folder (created if missing, resumed if it "
+                             "holds a dataset)")
+    with cli.user_errors(ValueError):
+        task_list(args.suite, args.tasks)
+        cfg = CollectConfig(
+            suite=args.suite, tasks=args.tasks, episodes_per_task=args.episodes_per_task, out=args.out,
+            repo_id=args.repo_id, workers=default_workers() if args.workers is None else args.workers,
+            camera=args.camera, height=args.height, width=args.width, episode_length=args.episode_length,
+            noise_std=args.noise_std, perturb_std=args.perturb_std, seed=args.seed,
+            every_goal=not args.one_goal_per_scene, use_videos=not args.png, vcodec=args.vcodec,
+            keep_failed=args.keep_failed, commit_every=args.commit_every, progress_bar=not args.no_progress,
+        )
     progress = collect(cfg)
     summary = dataset_summary(args.out)
     summary["attempts"] = sum(progress["attempts"].values())
@@ -92,4 +86,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

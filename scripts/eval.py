@@ -10,7 +10,8 @@ Writes <out>/eval_info.json (LeRobot's schema + extras), report.md (summary, per
 per-episode tables: seed, instruction, length, outcome and why it ended; links relative to
 <out>), success.png and up to --max-videos episode videos (--video-size px, instruction and
 outcome written on the frames). Episode i of every task uses seed --seed-base + i (disjoint from
-scripts/collect_demos.py's seeds). See docs/evaluation.md.
+scripts/collect_demos.py's seeds). See docs/evaluation.md. Bad input fails with one line and exit
+code 2 before the policy loads (`--debug`: the traceback; docs/errors.md).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
+
+from vla import cli
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -28,7 +32,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from vla.envs.evaluation import EVAL_SEED_BASE
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--policy.path", dest="policy_path", help="saved llada_vla checkpoint directory")
     who.add_argument("--policy", choices=["expert", "random"], help="anchor policies: scripted expert / random")
@@ -69,14 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     args = parse_args(argv)
     from vla.envs.evaluation import POLICY_ANCHORS, EvalConfig, check_seeds_disjoint, evaluate, load_policy
+    from vla.policies.preflight import pretrained_dir
 
     if args.policy and (args.decoder or args.decode_steps or args.threshold is not None or args.bf16_weights):
-        raise SystemExit("--decoder / --decode-steps / --threshold / --bf16-weights apply to a --policy.path "
-                         "checkpoint, not to an anchor")
+        raise cli.UsageError("--decoder / --decode-steps / --threshold / --bf16-weights apply to a --policy.path "
+                             "checkpoint, not to an anchor")
     anchors = tuple(a.strip() for a in args.anchors.split(",") if a.strip())
     if set(anchors) - set(POLICY_ANCHORS):
-        raise SystemExit(f"error: --anchors {args.anchors!r}; choose from {list(POLICY_ANCHORS)}")
-    try:
+        raise cli.UsageError(f"--anchors {args.anchors!r}; choose from {list(POLICY_ANCHORS)}")
+    if args.policy_path:
+        pretrained_dir(args.policy_path)
+    if args.demos and not Path(args.demos, "meta", "info.json").is_file():
+        raise cli.UsageError(f"--demos {args.demos}: no dataset there (no meta/info.json); pass the demo dataset "
+                             "folder the policy was trained on")
+    with cli.user_errors(ValueError, FileNotFoundError):
         cfg = EvalConfig(
             suite=args.suite, tasks=args.tasks, n_episodes=args.n_episodes, n_envs=args.n_envs,
             seed_base=args.seed_base, camera=args.camera, height=args.height, width=args.width,
@@ -89,8 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             check_seeds_disjoint([cfg.seed_base + i for i in range(cfg.n_episodes)], args.demos)
         policy = load_policy(args.policy_path or args.policy, device=args.device, decoder=args.decoder,
                              decode_steps=args.decode_steps, threshold=args.threshold, bf16_weights=args.bf16_weights)
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"error: {err}") from None
+    if args.bf16_weights:
+        from vla.device import emulated_bf16_warning
+
+        if warning := emulated_bf16_warning("--bf16-weights", policy.policy.config.device):
+            print(f"warning: {warning}; drop --bf16-weights for fp32", file=sys.stderr, flush=True)
     info = evaluate(cfg, policy, anchors)
     o = info["overall"]
     low, high = o["success_ci95"]
@@ -106,4 +119,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

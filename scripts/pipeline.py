@@ -3,23 +3,26 @@
     python scripts/pipeline.py [--out outputs/pipeline] [--tasks all] [--minutes 18] [--language-ablation] [--episodes-per-task 150]
 
 Prints the success rate with its 95% interval and the report path. Re-running with the
-same --out skips finished stages and resumes training. See vla/bench/pipeline.py.
+same --out skips finished stages and resumes training. See vla/bench/pipeline.py. Bad input fails with one line and exit code 2 before any work (`--debug`: the
+traceback; docs/errors.md).
 """
 
 import argparse
 import json
 import os
 
+from vla import cli
+
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
     from vla.bench.pipeline import PipelineConfig, run_pipeline
 
     d = PipelineConfig()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=d.out)
     p.add_argument("--tasks", default=d.tasks, help="tabletop families: push,touch,reach,reach_slots or all")
     p.add_argument("--episodes-per-task", type=int, default=d.episodes_per_task)
@@ -34,12 +37,14 @@ def main() -> None:
     p.add_argument("--language-ablation", action="store_true",
                    help="also evaluate with each instruction swapped for another goal of the same scene")
     p.add_argument("train_args", nargs="*", help="extra lerobot-train overrides after --, e.g. -- --policy.d_model=128")
-    a = p.parse_args()
-    summary = run_pipeline(PipelineConfig(out=a.out, tasks=a.tasks, episodes_per_task=a.episodes_per_task,
-                                          steps=a.steps, train_minutes=a.minutes or None, batch_size=a.batch_size,
-                                          eval_episodes=a.eval_episodes,
-                                          workers=a.workers, seed=a.seed, anchors=() if a.no_anchors else d.anchors,
-                                          language_ablation=a.language_ablation, train_args=tuple(a.train_args)))
+    a = p.parse_args(argv)
+    cli.require_positive(a, "minutes", zero_ok=("minutes",))
+    with cli.user_errors(ValueError):
+        cfg = PipelineConfig(out=a.out, tasks=a.tasks, episodes_per_task=a.episodes_per_task, steps=a.steps,
+                             train_minutes=a.minutes or None, batch_size=a.batch_size, eval_episodes=a.eval_episodes,
+                             workers=a.workers, seed=a.seed, anchors=() if a.no_anchors else d.anchors,
+                             language_ablation=a.language_ablation, train_args=tuple(a.train_args))
+    summary = run_pipeline(cfg)
     print(json.dumps(summary, indent=2, default=str))
     low, high = summary["success_ci95"]
     for name, o in summary["anchors"].items():
@@ -57,4 +62,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

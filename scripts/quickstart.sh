@@ -5,6 +5,7 @@
 # Extra arguments go to scripts/pipeline.py (e.g. --tasks all --steps 4000).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-eval "$(bash scripts/install.sh)"
+env_lines=$(bash scripts/install.sh)  # an assignment: a failed install stops here (set -e)
+eval "$env_lines"
 export MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1
 exec "$VLA_PY" scripts/pipeline.py "$@"

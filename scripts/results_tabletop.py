@@ -10,7 +10,8 @@ Runs the README pipeline (collect -> train the tiny preset for a wall-clock budg
 and evaluate with the expert, language-blind and random anchors), the language ablation and
 the decoder ablation on the same checkpoint and seeds, then rewrites the "Results: tabletop"
 section of BENCHMARKS.md. Re-running with the
-same --out skips finished stages. See vla/bench/results.py.
+same --out skips finished stages. See vla/bench/results.py. Bad input fails with one line and exit code 2 before any work (`--debug`: the
+traceback; docs/errors.md).
 """
 
 import argparse
@@ -19,18 +20,20 @@ import os
 import shlex
 import sys
 
+from vla import cli
+
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
     from vla.bench.pipeline import PipelineConfig
     from vla.bench.report import machine_line, write_section
     from vla.bench.results import SECTION, results_section, tabletop_results
 
     d = PipelineConfig()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="outputs/results/tabletop")
     p.add_argument("--tasks", default=d.tasks)
     p.add_argument("--episodes-per-task", type=int, default=d.episodes_per_task)
@@ -41,11 +44,14 @@ def main() -> None:
     p.add_argument("--section", default=SECTION, help="BENCHMARKS.md section heading to (re)write")
     p.add_argument("--no-decoder-ablation", action="store_true")
     p.add_argument("--benchmarks", default="BENCHMARKS.md", help="file whose results section is rewritten")
-    a = p.parse_args()
+    a = p.parse_args(argv)
+    cli.require_positive(a, "minutes", zero_ok=("minutes",))
+    cli.writable_file(a.benchmarks, "--benchmarks")
+    with cli.user_errors(ValueError):
+        cfg = PipelineConfig(out=a.out, tasks=a.tasks, episodes_per_task=a.episodes_per_task, steps=a.steps,
+                             train_minutes=a.minutes or None, eval_episodes=a.eval_episodes, preset=a.preset,
+                             language_ablation=True)
     machine = machine_line()
-    cfg = PipelineConfig(out=a.out, tasks=a.tasks, episodes_per_task=a.episodes_per_task, steps=a.steps,
-                         train_minutes=a.minutes or None,
-                         eval_episodes=a.eval_episodes, preset=a.preset, language_ablation=True)
     r = tabletop_results(cfg, decoder_ablation=not a.no_decoder_ablation)
     command = "python scripts/results_tabletop.py " + shlex.join(sys.argv[1:])
     section = results_section(r["summary"], r["main"], r["swap"], r["decoders"], command.strip(), machine,
@@ -56,4 +62,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -10,7 +10,9 @@ each tick ran), round-trip latency and what to change if the robot held. Once no
 arrived for --give-up-s it stops with exit code 1 (a dead server does not run every
 remaining episode). --mode realtime (default) runs the fixed-rate loop with inference overlapped
 with execution, watchdog and safety layer; --mode lockstep waits for every chunk (the
-simulator pauses), which reproduces in-process `select_action` exactly.
+simulator pauses), which reproduces in-process `select_action` exactly. Bad input (options, a
+--url nothing answers, a wrong --token) fails with one line and exit code 2 (`--debug`: the
+traceback; docs/errors.md).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vla import cli
 from vla.envs.evaluation import EVAL_SEED_BASE
 from vla.envs.robot_sim import SUITE_FPS, run_sim_episodes, suite_safety_config
 from vla.policies.client import PolicyClient, PolicyConnectionError
 from vla.policies.controller import ENSEMBLE_MODES, ControllerConfig, diagnose
+from vla.policies.preflight import pretrained_dir
 
 
 def start_server(policy_path: str, token: str | None, extra: list[str] | None = None) -> tuple[subprocess.Popen, str]:
@@ -56,7 +60,7 @@ def print_episode(record: dict, total: int, index: list[int]) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--url", help="ws://HOST:PORT of a running scripts/serve.py")
     p.add_argument("--policy.path", dest="policy_path", help="start a loopback server for this policy instead")
     p.add_argument("--token", default=None, help="the server's shared secret")
@@ -80,26 +84,33 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     if bool(args.url) == bool(args.policy_path):
         p.error("pass exactly one of --url (a running server) or --policy.path (start one on loopback)")
-    if args.give_up_s < 0:
-        p.error(f"--give-up-s {args.give_up_s}: use a positive number of seconds, or 0 to never give up")
+    if args.url and not args.url.startswith(("ws://", "wss://")):
+        p.error(f"--url {args.url}: expected ws://HOST:PORT (wss:// behind TLS), e.g. ws://127.0.0.1:8000")
+    cli.require_positive(args, "episodes", "hz", "deadline_s", "give_up_s", zero_ok=("give_up_s",))
+    if args.policy_path:
+        pretrained_dir(args.policy_path)
 
-    proc, url = start_server(args.policy_path, args.token) if args.policy_path else (None, args.url)
+    proc, client = None, None
     try:
-        with PolicyClient(url, token=args.token, timeout_s=10) as client:
-            meta = client.metadata
-            config = ControllerConfig(control_hz=args.hz or meta.control_hz, n_action_steps=meta.n_action_steps,
-                                      prefetch_steps=min(args.prefetch_steps, meta.n_action_steps - 1),
-                                      ensemble=args.ensemble, deadline_s=args.deadline_s,
-                                      lockstep=args.mode == "lockstep", give_up_s=args.give_up_s or None)
-            env_kwargs = {"episode_length": args.episode_length} if args.episode_length else {}
-            seeds = [args.seed + i for i in range(args.episodes)]
-            counter = [0]
-            episodes, report = run_sim_episodes(
-                client, args.suite, seeds, config, suite_safety_config(args.max_delta), task=args.task,
-                on_episode=lambda record: print_episode(record, len(seeds), counter), on_event=say, **env_kwargs)
+        with cli.user_errors(RuntimeError, PolicyConnectionError):  # nothing at --url, a wrong --token
+            proc, url = start_server(args.policy_path, args.token) if args.policy_path else (None, args.url)
+            client = PolicyClient(url, token=args.token, timeout_s=10)
+            meta = client.connect()
+        config = ControllerConfig(control_hz=args.hz or meta.control_hz, n_action_steps=meta.n_action_steps,
+                                  prefetch_steps=min(args.prefetch_steps, meta.n_action_steps - 1),
+                                  ensemble=args.ensemble, deadline_s=args.deadline_s,
+                                  lockstep=args.mode == "lockstep", give_up_s=args.give_up_s or None)
+        env_kwargs = {"episode_length": args.episode_length} if args.episode_length else {}
+        seeds = [args.seed + i for i in range(args.episodes)]
+        counter = [0]
+        episodes, report = run_sim_episodes(
+            client, args.suite, seeds, config, suite_safety_config(args.max_delta), task=args.task,
+            on_episode=lambda record: print_episode(record, len(seeds), counter), on_event=say, **env_kwargs)
     except PolicyConnectionError as exc:
         p.exit(1, f"run_controller.py: error: {exc}\n")
     finally:
+        if client is not None:
+            client.close()
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=10)
@@ -122,4 +133,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(1 if main()["stopped"] else 0)
+    cli.run(lambda argv: 1 if main(argv)["stopped"] else 0)

@@ -9,7 +9,8 @@ design in docs/deployment.md. Prints one line `serving ... on ws://HOST:PORT` on
 
 Before listening it warms up with real-shaped requests (random images, several instruction
 lengths), so the first client request runs at steady-state latency; with --compile the
-warm-up pays the compilation, and a line says so while it runs.
+warm-up pays the compilation, and a line says so while it runs. Bad input fails with one line
+and exit code 2 before the policy loads (`--debug`: the traceback; docs/errors.md).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import logging
 import os
 import sys
 
+from vla import cli
+from vla.policies.preflight import pretrained_dir
 from vla.policies.server import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PENDING, LeRobotPolicyBackend, PolicyServer
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policy.path", dest="policy_path", required=True, help="a pretrained_model directory")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (0: any free port)")
@@ -43,14 +46,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (compiles during warm-up)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not 0 <= args.port <= 65535:
+        raise cli.UsageError(f"--port {args.port}: use 0-65535 (0: any free port)")
+    cli.require_positive(args, "control_hz", "max_message_bytes", "max_pending")
+    pretrained_dir(args.policy_path)
 
     names = {k: v.split(",") for k, v in (("action_names", args.action_names), ("state_names", args.state_names)) if v}
-    try:
+    with cli.user_errors(FileNotFoundError, ValueError):
         backend = LeRobotPolicyBackend.from_pretrained(args.policy_path, device=args.device, control_hz=args.control_hz,
                                                        bf16_weights=args.bf16_weights, compile=args.compile,
                                                        allow_emulated_bf16=args.allow_emulated_bf16, **names)
-    except (FileNotFoundError, ValueError) as exc:
-        parser.exit(2, f"serve.py: error: {exc}\n")
     if args.compile:
         print("compiling the model (torch.compile) during the warm-up: the first warm-up requests take ~10-40 s on "
               "a 2-core CPU" if not args.no_warmup else
@@ -75,4 +80,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -2,7 +2,8 @@
 # The README's test command: install (cached), lint, then the whole test suite (CPU, offline).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-eval "$(bash scripts/install.sh)"
+env_lines=$(bash scripts/install.sh)  # an assignment: a failed install stops here (set -e)
+eval "$env_lines"
 export MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-"$(dirname "$VLA_PY")/ruff" check .
+"$VLA_PY" -m ruff check .
 exec "$VLA_PY" -m pytest -q -p no:cacheprovider "$@"

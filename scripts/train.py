@@ -8,14 +8,17 @@ M minutes of updates (the last step is checkpointed) whatever `--steps` says: co
 an equal wall-clock budget. Checkpoints are written atomically
 (see vla.policies.training); the resolved config is saved with every checkpoint. Decoded
 video frames are cached in memory after the first epoch (`--no-frame-cache` to disable).
+A resume whose checkpoint has a broken file takes the newest whole checkpoint, with a
+warning. Bad input fails with one line and exit code 2 (`--debug`: the traceback; docs/errors.md).
 """
 
 import sys
 
+from vla import cli
 from vla.policies.training import main
 
 if __name__ == "__main__":
     if sys.argv[1:2] in (["-h"], ["--help"]):
         print(__doc__)
     else:
-        main()
+        cli.run(main)

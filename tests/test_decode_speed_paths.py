@@ -82,6 +82,32 @@ def test_bench_tables_render_targets_and_floors():
     assert "best setting: 10.0 ms p50 (bf16, eager)" in md
 
 
+def test_percent_of_peak_never_exceeds_100(monkeypatch):
+    """On a CPU without native bf16 a square bf16 `a @ b` ran ~0.05 GFLOP/s while the model's bf16
+    linears ran ~100x faster, so chunks read 1,500-5,500% "of peak". The peak is now the best rate
+    measured per precision (square F.linear and the step shapes) and the column is clamped."""
+    import re
+
+    from vla.bench import roofline
+    from vla.bench.decode_bench import Row, render_rows
+    from vla.bench.roofline import MachineRates, peaks_by_precision, percent_of_peak
+
+    assert percent_of_peak(50.0, 100.0) == "50.0%" and percent_of_peak(100.0, 100.0) == "100.0%"
+    assert percent_of_peak(2750.0, 50.0) == "100%*" and percent_of_peak(1.0, 0.0) == "n/a"
+    machine = MachineRates(100.0, 0.05, 20.0, 2)  # the AVX2 case: a square bf16 matmul barely runs
+    peaks = peaks_by_precision(machine, {("tiny", "bf16"): 8.0, ("small", "bf16"): 9.0, ("tiny", "fp32"): 60.0})
+    assert peaks == {"fp32": 100.0, "bf16": 9.0}
+    rows = [Row("tiny", prec, "had", "prefix", ms, ms, 10.0, 3.5, 1.0, gflop * 1e9)
+            for prec in ("fp32", "bf16") for ms in (0.5, 10.0, 400.0) for gflop in (0.01, 2.0, 50.0)]
+    cells = [float(v) for v in re.findall(r"\| ([\d.]+)%\*? \|", render_rows(rows, peaks))]
+    assert len(cells) == len(rows) and max(cells) == 100.0 and min(cells) < 1.0
+    # the peak search stops growing the matmul once one call is slow (an emulated 2048^2 bf16 takes minutes)
+    sizes = []
+    monkeypatch.setattr(roofline, "_best_time", lambda fn, reps: sizes.append(1) or 1.0)
+    assert roofline.matmul_peak_gflops(torch.float32, sizes=(64, 128, 4096), max_call_s=0.5) == 2 * 64**3 / 1e9
+    assert len(sizes) == 1
+
+
 def test_roofline_block_splits_a_chunk_into_its_parts():
     from vla.bench.decode_bench import Row, render_roofline
     from vla.bench.roofline import ForwardCost, MachineRates

@@ -8,7 +8,9 @@ the same tests run the compiled kernel directly. Shapes are small: the interpret
 checks correctness, not speed.
 """
 
+import math
 import os
+import re
 import subprocess
 import sys
 
@@ -35,7 +37,19 @@ def test_interpreter_suite():
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "not interpreter_suite", __file__]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert " 0 passed" not in run.stdout and "passed" in run.stdout
+    summary = run.stdout.strip().splitlines()[-1]  # e.g. "12 passed, 1 deselected, 189 warnings in 9.81s"
+    counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (\w+)", summary)}
+    assert counts.get("passed") == child_test_count() and "skipped" not in counts, summary  # every kernel test ran
+
+
+def child_test_count() -> int:
+    """Tests the child runs: every test of this file but `test_interpreter_suite`, parametrizations counted."""
+    count = 0
+    for name, fn in list(globals().items()):
+        if name.startswith("test_") and name != "test_interpreter_suite":
+            marks = getattr(fn, "pytestmark", [])
+            count += math.prod(len(m.args[1]) for m in marks if m.name == "parametrize")
+    return count
 
 
 def inputs(n, k, d, dtype, seed=0):

@@ -151,6 +151,10 @@ def test_bf16_autocast_only_where_the_cpu_multiplies_bf16(monkeypatch):
         monkeypatch.setattr(device, "cpu_has_native_bf16", lambda n=native: n)
         assert device.use_bf16_autocast(torch.device("cpu")) is native
         assert device.use_bf16_autocast(torch.device("cpu"), requested=not native) is (not native)
+        # eval.py --bf16-weights and bench_decode.py's bf16 rows warn on such CPUs (serve.py refuses)
+        warning = device.emulated_bf16_warning("--bf16-weights", "cpu")
+        assert warning is None if native else "emulated" in warning and "slower than fp32" in warning
+        assert device.emulated_bf16_warning("--bf16-weights", "cuda") is None
 
 
 def test_soft_labels_score_a_near_miss_better_than_a_far_miss():

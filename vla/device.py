@@ -39,6 +39,15 @@ def cpu_has_native_bf16() -> bool:
     return info.exists() and native_bf16(info.read_text())
 
 
+def emulated_bf16_warning(what: str, device: str | torch.device = "cpu") -> str | None:
+    """A one-line warning when `what` would run bf16 on a CPU without native bf16 matmuls
+    (slower than fp32 there), else None (CUDA, or a CPU with AMX / AVX512-BF16)."""
+    if torch.device(device).type != "cpu" or cpu_has_native_bf16():
+        return None
+    return (f"{what} on a CPU without native bf16 matmuls (neither AMX nor AVX512-BF16 in /proc/cpuinfo): bf16 is "
+            "emulated there and decodes ~2.7x slower than fp32 (docs/speed.md)")
+
+
 def use_bf16_autocast(device: torch.device, requested: bool | None = None) -> bool:
     """Explicit choice if given; otherwise on for CUDA and for CPUs with native bf16."""
     if requested is not None:

@@ -94,8 +94,10 @@ def test_bf16_weights_are_refused_on_a_cpu_without_native_bf16(policy_dir, monke
     monkeypatch.setattr(vla.device, "cpu_has_native_bf16", lambda: False)
     with pytest.raises(ValueError, match="without native bf16.*drop --bf16-weights.*--allow-emulated-bf16"):
         LeRobotPolicyBackend.from_pretrained(policy_dir, device="cpu", bf16_weights=True)
+    from vla import cli
+
     with pytest.raises(SystemExit) as exit_info:
-        load_serve_script().main([f"--policy.path={policy_dir}", "--device", "cpu", "--bf16-weights"])
+        cli.run(load_serve_script().main, [f"--policy.path={policy_dir}", "--device", "cpu", "--bf16-weights"])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and len(err) == 1 and "--allow-emulated-bf16" in err[0]
     # on a CPU with native bf16 (or when allowed) the same request loads

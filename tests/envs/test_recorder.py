@@ -33,6 +33,18 @@ def load(root: Path):
     return LeRobotDataset("local/test", root=root)
 
 
+def assert_each_episode_once(root: Path) -> None:
+    """No (instruction, seed) recorded twice, and episode indices 0..n-1 without a gap, in our
+    progress file and in LeRobot's episode metadata alike (a resumed run neither re-records nor skips)."""
+    ds = load(root)
+    eps = read_progress(root)["episodes"]
+    keys = [(e["instruction"], e["seed"]) for e in eps]
+    assert len(set(keys)) == len(keys), sorted(k for k in keys if keys.count(k) > 1)
+    assert [e["episode_index"] for e in eps] == list(range(ds.num_episodes))
+    assert [int(i) for i in ds.meta.episodes["episode_index"]] == list(range(ds.num_episodes))
+    assert [t[0] for t in ds.meta.episodes["tasks"]] == [e["instruction"] for e in eps]
+
+
 def episodes(n: int, size: int = 64):
     env = TabletopEnv(task="all", height=size, width=size)
     eps = [run_episode(env, TabletopExpert(), seed, "tabletop", "all") for seed in range(n)]
@@ -189,6 +201,7 @@ def test_killed_writer_leaves_a_loadable_dataset_and_resumes(tmp_path, point):
     ds = load(root)
     assert ds.num_episodes == 4
     assert [e["seed"] for e in read_progress(root)["episodes"]] == [0, 1, 2, 3]
+    assert_each_episode_once(root)
     start = 0
     for ep in eps:
         np.testing.assert_array_equal(ds[start]["action"].numpy(), ep.actions[0])
@@ -243,3 +256,4 @@ def test_sigkilled_collect_script_leaves_a_loadable_dataset(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1])["episodes"] == total
     assert load(out).num_episodes == total
+    assert_each_episode_once(out)
