@@ -147,7 +147,7 @@ def test_controller_under_a_killed_server_says_so_gives_up_and_exits_nonzero(pol
     assert "stopped after 2 of 4 episodes" in err and "giving up: no fresh chunk for" in err, err
     ran = 2
     idle_s = float(err.split("no fresh chunk for ")[1].split()[0])
-    assert idle_s > give_up_s
+    assert idle_s >= give_up_s  # printed to 0.1 s: 2.04 s reads "2.0"
     result = json.loads((tmp_path / "run.json").read_text())
     assert len(result["episodes"]) == ran and result["stopped"]
     episode_lines = [line.split()[1] for line in lines if line.startswith("episode ")]
