@@ -71,6 +71,18 @@ def measure_machine(copy_mb: int = 512) -> MachineRates:
     return MachineRates(fp32, bf16, bw, torch.get_num_threads())
 
 
+def step_matmul_gflops(tokens: int, d_model: int, hidden: int, dtype: torch.dtype = torch.float32,
+                       reps: int = 200) -> float:
+    """Rate of the (tokens x d_model) @ (d_model x hidden) matmul of a decode step in `dtype` (best of `reps`).
+
+    Small-M matmuls run far below the square-matmul peak (packing, few tiles to share
+    between threads), so this, not `measure_machine`'s square rate, is the roof a batch-1
+    step of `tokens` slots can reach; dividing a chunk's FLOPs by it gives its floor.
+    """
+    x, w = torch.randn(tokens, d_model, dtype=dtype), torch.randn(hidden, d_model, dtype=dtype)
+    return 2 * tokens * d_model * hidden / _best_time(lambda: torch.nn.functional.linear(x, w), reps) / 1e9
+
+
 def peaks_by_precision(machine: MachineRates, shape_rates: dict[tuple[str, str], float] | None = None
                        ) -> dict[str, float]:
     """precision -> the highest matmul rate measured in it: the square peak or any (size, precision)

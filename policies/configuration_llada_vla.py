@@ -109,6 +109,8 @@ class LLaDAVLAConfig(PreTrainedConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size={self.chunk_size} must be >= 1: actions predicted per chunk")
         if not 1 <= self.n_action_steps <= self.chunk_size:
             raise ValueError(
                 f"n_action_steps={self.n_action_steps} must be in [1, chunk_size={self.chunk_size}]: "

@@ -278,7 +278,7 @@ def install_config_checks() -> None:
 
 def config_error(err: Exception) -> UsageError:
     """A draccus parsing error as one line: the innermost cause's message (a config's
-    validation, e.g. "decoder='beam'; choose from [...]"), after the option it came from."""
+    validation, e.g. "unknown decoder 'beam'; choose from [...]"), after the option it came from."""
     path, cause = None, err
     while cause is not None:
         if isinstance(cause, DecodingError) and cause.key_path:  # the innermost names the option
