@@ -17,7 +17,8 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import vla.envs  # noqa: F401  (sets MUJOCO_GL=egl unless set: the one place, before anything loads mujoco)
+
 os.environ.setdefault("SVT_LOG", "1")
 
 REPO = Path(__file__).resolve().parents[1]

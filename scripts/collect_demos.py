@@ -19,9 +19,9 @@ import logging
 import os
 from pathlib import Path
 
+import vla.envs  # noqa: F401  (sets MUJOCO_GL=egl unless set: the one place, before anything loads mujoco)
 from vla import cli
 
-os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SVT_LOG", "1")  # the AV1 encoder: errors only
 
 

@@ -23,9 +23,9 @@ import os
 import sys
 from pathlib import Path
 
+import vla.envs  # noqa: F401  (sets MUJOCO_GL=egl unless set: the one place, before anything loads mujoco)
 from vla import cli
 
-os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

@@ -10,7 +10,8 @@ import argparse
 import json
 import os
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import vla.envs  # noqa: F401  (sets MUJOCO_GL=egl unless set: the one place, before anything loads mujoco)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -2,7 +2,8 @@
 
 import os
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import vla.envs  # noqa: F401  (sets MUJOCO_GL=egl unless set: the one place)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
