@@ -62,11 +62,12 @@ def test_two_clones_install_at_once_and_each_runs_its_own_code(tmp_path):
                                   text=True, check=True).stdout)  # b installed last: a is unaffected
     assert last == got[1]
     for clone, e in zip(clones, got[:2], strict=True):
+        # from a neutral folder: `python -c` puts the working directory first on sys.path
         where = subprocess.run([e["VLA_PY"], "-c", "import os, vla.cli; print(vla.cli.__file__, 'VLA_OLD_LINK' in os.environ)"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+                               capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()
         assert where == f"{clone / 'vla' / 'cli.py'} False"  # and the old link in the shared environment is skipped
         path = e["PATH"].replace("$PATH", os.environ["PATH"])
         script = subprocess.run(["vla-where"], env={**os.environ, "PATH": path}, capture_output=True, text=True,
-                                check=True).stdout.strip()
+                                check=True, cwd=tmp_path).stdout.strip()
         assert script == str(clone / "vla")  # the console script runs with the clone's interpreter
     assert sorted(p.name for p in (shared / "lib").rglob("*")) == before  # the shared environment is untouched
