@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vla.bench.report import machine_line
 from vla.bench.report import write_section as write
 from vla.envs import make_env
 from vla.envs.collection import CollectConfig, collect
@@ -94,11 +95,8 @@ def demos_per_minute(suite: str, tasks: str, episodes_per_task: int, workers: in
 
 
 def machine() -> str:
-    """A one-line description of where the numbers were taken."""
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-        f"{platform.system()}, MUJOCO_GL={os.environ.get('MUJOCO_GL')}"
-    )
+    """A one-line description of where the numbers were taken: CPU model, cores, load, renderer."""
+    return f"CPU here: {machine_line()}; {platform.system()}, MUJOCO_GL={os.environ.get('MUJOCO_GL')}"
 
 
 def render_section(results: dict) -> str:

@@ -32,11 +32,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="rollout processes for collection")
     p.add_argument("--quick", action="store_true", help="small smoke run (MT10 x 1, tabletop x 10)")
     p.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
+    p.add_argument("--json", default="outputs/bench/envs.json", help="raw figures (written; read by --render-only)")
+    p.add_argument("--render-only", action="store_true", help="re-render the section from --json, measure nothing")
     args = p.parse_args(argv)
+    from vla.bench import envs_benchmark as bench
+
+    if args.render_only:
+        bench.write_section(args.out, bench.render_section(json.loads(Path(args.json).read_text())))
+        print(f"wrote the Simulation section of {args.out} from {args.json}")
+        return 0
     if args.quick:
         args.metaworld_tasks, args.metaworld_episodes, args.tabletop_episodes = "MT10", 1, 10
 
-    from vla.bench import envs_benchmark as bench
     from vla.envs.metaworld_suite import resolve_tasks
     from vla.envs.tabletop import FAMILIES
 
@@ -71,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         row = bench.demos_per_minute(suite, tasks, n, args.workers)
         results["collection"].append({"suite": suite, "tasks": tasks, **row})
 
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(results, indent=1))
     bench.write_section(args.out, bench.render_section(results))
     print(json.dumps(results, indent=1))
     print(f"wrote the Simulation section of {args.out}")
