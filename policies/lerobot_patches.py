@@ -54,11 +54,13 @@ PATCHED = {
     "make_dataset": ("cfg",),
     "update_policy": ("train_metrics", "policy", "batch", "optimizer", "lr_scheduler"),
     "cycle": ("iterable",),
+    "tqdm": ("total", "desc"),
 }
 # code of lerobot_train that the wrappers rely on: the scheduler passed by keyword (the budget
 # replaces it), the final step saved when step == cfg.steps (the budget sets cfg.steps), the link update
 CALL_SITES = ("dataset = make_dataset(cfg)", "lr_scheduler=lr_scheduler", "step == cfg.steps",
-              "update_last_checkpoint(checkpoint_dir)", "cycle(dataloader)")
+              "update_last_checkpoint(checkpoint_dir)", "cycle(dataloader)",
+              "total=cfg.steps - step")
 
 
 def check_lerobot_internals() -> None:
@@ -69,6 +71,8 @@ def check_lerobot_internals() -> None:
         if fn is None:
             problems.append(f"lerobot_train.{name} is gone")
             continue
+        fn = inspect.unwrap(fn)
+        fn = fn.__init__ if inspect.isclass(fn) else fn  # tqdm: its __new__ takes (*_, **__)
         missing = [p for p in params if p not in inspect.signature(fn).parameters]
         if missing:
             problems.append(f"lerobot_train.{name} has no parameter(s) {missing}")
@@ -200,6 +204,18 @@ def install_time_budget() -> None:
 
     timed_update._vla_budget = True
     lerobot_train.make_dataset, lerobot_train.update_policy = capture_cfg, timed_update
+
+    progress_bar = lerobot_train.tqdm
+
+    @functools.wraps(progress_bar)
+    def budget_progress_bar(*args, **kwargs):
+        seconds = _BUDGET.get("seconds")
+        if seconds is not None:  # cfg.steps is a placeholder the budget ends early: no total, no hour-long ETA
+            kwargs["total"] = None
+            kwargs["desc"] = f"{kwargs.get('desc', 'Training')} ({seconds / 60:g}-min budget)"
+        return progress_bar(*args, **kwargs)
+
+    lerobot_train.tqdm = budget_progress_bar
 
 
 def install_frame_cache() -> None:

@@ -7,6 +7,7 @@ says what moved (instead of a training run silently losing its crash safety or i
 """
 
 import inspect
+import io
 
 import pytest
 from lerobot.scripts import lerobot_train
@@ -39,3 +40,14 @@ def test_install_wraps_each_global_once_keeping_the_originals(monkeypatch):
         assert first[name] is not originals[name] and inspect.unwrap(first[name]) is originals[name]
     assert first["update_last_checkpoint"] is lerobot_patches.atomic_update_last
     lerobot_patches.check_lerobot_internals()  # still passes on the wrapped globals
+
+
+def test_under_a_time_budget_the_progress_bar_has_no_step_total(monkeypatch):
+    for name in lerobot_patches.PATCHED:
+        monkeypatch.setattr(lerobot_train, name, getattr(lerobot_train, name))
+    monkeypatch.setattr(lerobot_patches, "_BUDGET", {})
+    lerobot_patches.install()
+    assert lerobot_train.tqdm(total=10**7, desc="Training", disable=True).total == 10**7  # no budget: as LeRobot
+    lerobot_patches._BUDGET["seconds"] = 18 * 60.0
+    bar = lerobot_train.tqdm(total=10**7, desc="Training", file=io.StringIO())  # the pipeline's placeholder steps
+    assert bar.total is None and bar.desc == "Training (18-min budget)"
