@@ -183,6 +183,8 @@ class MetaWorldEnv(gym.Env):
         env = self.sawyer
         env.seed(int(self.np_random.integers(2**31 - 1)))
         self.raw_state, _ = env.reset()
+        for site in env._target_site_config:  # Meta-World moves the goal sites only in step(): without
+            env._set_pos_site(*site)  # this the first frame drew the goal where the last episode had it
         self._steps = 0
         info = {"success": False, "is_success": False, "task": self.task_description}
         return self._observation(), info

@@ -113,3 +113,17 @@ def test_expert_succeeds_at_least_95_percent_on_mt10():
             results.append(info["success"])
     assert np.mean(results) >= 0.95, f"MT10 expert success {np.mean(results):.2f}"
     env.close()
+
+
+@pytest.mark.parametrize("task", ["reach-v3", "push-v3", "pick-place-v3"])
+def test_the_goal_site_is_at_the_target_in_the_first_observation(task):
+    """Meta-World moves its goal sites only inside `step`: without resetting them, the first
+    frame of an episode drew the goal where the previous episode had it."""
+    env = MetaWorldEnv(task=task, obs_type="pixels_agent_pos", height=64, width=64)
+    try:
+        for seed in range(3):  # a new goal at every seeded reset
+            env.reset(seed=seed)
+            for name, pos in env.sawyer._target_site_config:
+                np.testing.assert_allclose(env.sawyer.data.site(name).xpos, pos[:3], atol=1e-9, err_msg=f"{task} {name}")
+    finally:
+        env.close()
