@@ -84,6 +84,7 @@ class EvalConfig:
     n_action_steps: int | None = None  # None: the policy's own
     temporal_ensemble: float | None = None  # ACT coefficient m; None = plain chunk execution
     swap_instructions: bool = False  # tabletop language ablation
+    instructions: dict[str, list[str]] | None = None  # Meta-World task -> phrasings given instead of the trained one
     max_videos: int = 0  # episodes saved as mp4 (spread over tasks)
     video_size: int | None = 256  # videos rendered at this square size (None: the policy's input frames)
     out_dir: str | None = None  # None: return the results without writing files
@@ -105,7 +106,9 @@ class EvalConfig:
             raise ValueError(f"n_action_steps={self.n_action_steps} must be >= 1")
         if self.video_size is not None and self.video_size < 16:
             raise ValueError(f"video_size={self.video_size} must be >= 16 pixels (or None for the policy's frames)")
-        resolve_eval_tasks(self.suite, self.tasks)  # fail before a policy is loaded, listing valid names
+        tasks = resolve_eval_tasks(self.suite, self.tasks)  # fail before a policy is loaded, listing valid names
+        if self.instructions is not None:
+            check_instructions(self.suite, [t.name for t in tasks], self.instructions)
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,26 @@ def resolve_eval_tasks(suite: str, spec: str) -> list[TaskSpec]:
     if suite == "metaworld":
         groups = {t: g for g, ts in metaworld_difficulty_groups().items() for t in ts}
     return [TaskSpec(name, groups.get(name, suite), tid) for tid, name in task_list(suite, spec)]
+
+
+def check_instructions(suite: str, tasks: list[str], instructions: Any) -> None:
+    """Raise unless `instructions` gives every evaluated Meta-World task a non-empty list of phrasings."""
+    if suite != "metaworld":
+        raise ValueError("instructions (a phrasings file) are for Meta-World tasks; a tabletop instruction names "
+                         "the goal of its scene, so replacing it changes the task (see swap_instructions)")
+    if not isinstance(instructions, dict):
+        raise ValueError(f"instructions must map task -> list of phrasings, e.g. {{\"reach-v3\": [\"...\"]}}; "
+                         f"got a {type(instructions).__name__}")
+    unknown = sorted(set(instructions) - set(tasks))
+    if unknown:
+        raise ValueError(f"instructions name tasks not evaluated here: {unknown}; evaluated: {tasks}")
+    missing = [t for t in tasks if t not in instructions]
+    if missing:
+        raise ValueError(f"instructions give no phrasings for {missing}; give every evaluated task a list")
+    bad = [t for t, v in instructions.items()
+           if not isinstance(v, list) or not v or not all(isinstance(x, str) and x.strip() for x in v)]
+    if bad:
+        raise ValueError(f"instructions for {bad} must be non-empty lists of non-empty strings")
 
 
 def check_seeds_disjoint(seeds: list[int], demos_root: str | Path) -> None:
@@ -155,8 +178,10 @@ class EvalEnv(gym.Env):
     """
 
     def __init__(self, suite: str, tasks: list[str], env_kwargs: dict[str, Any], scripted: str | None = None,
-                 swap_instructions: bool = False, video_size: int | None = None) -> None:
+                 swap_instructions: bool = False, video_size: int | None = None,
+                 instructions: dict[str, list[str]] | None = None) -> None:
         self.suite, self.tasks, self.swap = suite, list(tasks), swap_instructions
+        self.instructions = instructions
         self._make = partial(make_env, suite, **env_kwargs)
         self._envs: dict[str, Any] = {}
         self.task = self.tasks[0]
@@ -197,8 +222,11 @@ class EvalEnv(gym.Env):
         self._record = bool(self.video_size) and seed in (options or {}).get("record_seeds", ())
         if hasattr(self._expert, "reset"):
             self._expert.reset(env, seed)
-        info = {"task": env.task_description,
-                "original_task": self._original.instruction if self._original else env.task_description}
+        instruction = env.task_description
+        if self.instructions:  # the episode's phrasing, fixed by its seed
+            phrasings = self.instructions[task]
+            instruction = phrasings[(seed or 0) % len(phrasings)]
+        info = {"task": instruction, "original_task": self._original.instruction if self._original else instruction}
         if self._record:
             info["video_frame"] = env.render_at(self.video_size, self.video_size)
         return self._observe(obs), info
@@ -377,7 +405,7 @@ def make_vector_env(cfg: EvalConfig, tasks: list[TaskSpec], policy: EvalPolicy, 
     env_kwargs = {"obs_type": "pixels_agent_pos" if render else "state", "camera": cfg.camera, "height": cfg.height,
                   "width": cfg.width, "episode_length": cfg.episode_length}
     fn = partial(EvalEnv, cfg.suite, [t.name for t in tasks], env_kwargs, policy.scripted, cfg.swap_instructions,
-                 cfg.video_size)
+                 cfg.video_size, cfg.instructions)
     use_async = cfg.n_envs > 1 if cfg.async_envs is None else cfg.async_envs
     mode = gym.vector.AutoresetMode.DISABLED
     if use_async:

@@ -5,6 +5,7 @@
         --suite tabletop --tasks all --n-episodes 50 --out outputs/eval/x
     python scripts/eval.py --policy expert --suite metaworld --tasks MT10 --n-episodes 10 --out outputs/eval/mt10_expert
     python scripts/eval.py --policy.path=DIR --suite tabletop --tasks all --swap-instructions --out outputs/eval/swap
+    python scripts/eval.py --policy.path=DIR --suite metaworld --tasks MT10 --instructions phrasings.json --out outputs/eval/unseen
 
 Writes <out>/eval_info.json (LeRobot's schema + extras), report.md (summary, per-task and
 per-episode tables: seed, instruction, length, outcome and why it ended; links relative to
@@ -57,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="query every step and average overlapping chunks with weights exp(-M*i) (ACT; e.g. 0.01)")
     p.add_argument("--swap-instructions", action="store_true",
                    help="tabletop language ablation: give each episode another goal's instruction")
+    p.add_argument("--instructions", default=None, metavar="FILE",
+                   help="Meta-World: JSON {task: [phrasing, ...]}; each episode is given one of its task's phrasings "
+                        "(by seed) instead of the trained instruction (unseen-phrasing evaluation)")
     p.add_argument("--anchors", default="", metavar="expert,random",
                    help="also roll out these anchors on the same seeds; reported next to the policy")
     p.add_argument("--max-videos", type=int, default=4, help="episodes saved as mp4")
@@ -86,13 +90,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.demos and not Path(args.demos, "meta", "info.json").is_file():
         raise cli.UsageError(f"--demos {args.demos}: no dataset there (no meta/info.json); pass the demo dataset "
                              "folder the policy was trained on")
+    instructions = None
+    if args.instructions:
+        path = Path(args.instructions)
+        if not path.is_file():
+            raise cli.UsageError(f"--instructions {args.instructions}: no such file; give a JSON file "
+                                 '{"task": ["phrasing", ...]}')
+        try:
+            instructions = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise cli.UsageError(f"--instructions {args.instructions}: not JSON ({e}); "
+                                 'expected {"task": ["phrasing", ...]}') from None
     with cli.user_errors(ValueError, FileNotFoundError):
         cfg = EvalConfig(
             suite=args.suite, tasks=args.tasks, n_episodes=args.n_episodes, n_envs=args.n_envs,
             seed_base=args.seed_base, camera=args.camera, height=args.height, width=args.width,
             episode_length=args.episode_length, n_action_steps=args.n_action_steps,
             temporal_ensemble=args.temporal_ensemble, swap_instructions=args.swap_instructions,
-            max_videos=args.max_videos, video_size=args.video_size or None, out_dir=args.out,
+            instructions=instructions, max_videos=args.max_videos, video_size=args.video_size or None, out_dir=args.out,
             progress=not args.no_progress,
         )
         if args.demos:

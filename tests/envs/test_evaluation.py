@@ -241,3 +241,46 @@ def test_language_blind_anchor_scores_its_ceiling_and_the_sweep_no_more():
         low, high = t["metrics"]["success_ci95"]
         assert low <= 100 / 3 <= high, (t["task"], t["metrics"]["pc_success"], low, high)
         assert any(e.startswith("wrong contact") for e in t["metrics"]["ended_by"])
+
+
+class RecordingPolicy:
+    """Zero actions; records the instructions it is given."""
+
+    name, n_action_steps, needs_images, scripted = "recorder", 5, False, None
+
+    def __init__(self):
+        self.seen = []
+
+    def reset(self, slot, seed):
+        pass
+
+    def act(self, obs, slots):
+        self.seen += list(obs["task"])
+        return np.zeros((len(slots), self.n_action_steps, 4))
+
+    def describe(self):
+        return {"policy": self.name}
+
+
+def test_an_instructions_file_replaces_the_trained_instruction_by_seed():
+    phrasings = {"reach-v3": ["go to the red dot", "touch the goal marker"], "push-v3": ["shove the puck to the dot"]}
+    policy = RecordingPolicy()
+    cfg = EvalConfig(suite="metaworld", tasks="reach-v3,push-v3", n_episodes=2, n_envs=1, async_envs=False,
+                     episode_length=10, progress=False, instructions=phrasings)
+    info = evaluate(cfg, policy)
+    assert set(policy.seen) == {"go to the red dot", "touch the goal marker", "shove the puck to the dot"}
+    assert info["overall"]["n_episodes"] == 4
+
+
+@pytest.mark.parametrize("instructions, match", [
+    ({"reach-v3": ["x"], "fly-v3": ["y"]}, r"not evaluated here: \['fly-v3'\]"),
+    ({"reach-v3": []}, r"non-empty lists"),
+    ({"reach-v3": ["ok", ""]}, r"non-empty lists"),
+    ({}, r"no phrasings for \['reach-v3'\]"),
+    (["reach-v3"], r"must map task -> list of phrasings"),
+])
+def test_an_invalid_instructions_file_is_refused_naming_the_problem(instructions, match):
+    with pytest.raises(ValueError, match=match):
+        EvalConfig(suite="metaworld", tasks="reach-v3", instructions=instructions)
+    with pytest.raises(ValueError, match="for Meta-World tasks"):
+        EvalConfig(suite="tabletop", tasks="touch", instructions={"touch": ["x"]})
