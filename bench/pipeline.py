@@ -102,7 +102,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     """Run (or finish) every stage; returns a summary with the success rate and report path."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "pipeline_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    config_file = out / "pipeline_config.json"
+    same_settings = config_file.is_file() and json.loads(config_file.read_text()) == json.loads(json.dumps(asdict(cfg)))
+    config_file.write_text(json.dumps(asdict(cfg), indent=2))
     # A re-run skips finished stages; their wall times are kept from the run that did them.
     timings_file = out / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
@@ -130,6 +132,11 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         timings["train_s"] = time.time() - t  # a resumed run counts from its restart only
     timings_file.write_text(json.dumps(timings))
 
+    old = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else None
+    if (same_settings and not trained and old and old.get("checkpoint") == str(checkpoint)
+            and (out / "eval" / "eval_info.json").is_file()):
+        print(f"[3/3] reusing the evaluation of {checkpoint} in {out / 'eval'} (delete summary.json to redo it)")
+        return {**old, "reused": True}  # the same checkpoint, seeds and settings: the same results
     t = time.time()
     policy = load_policy(str(checkpoint))
     probe = None

@@ -19,6 +19,7 @@ import json
 import os
 import shlex
 import sys
+from pathlib import Path
 
 import vla.envs  # noqa: F401  (sets MUJOCO_GL=egl unless set: the one place, before anything loads mujoco)
 from vla import cli
@@ -51,8 +52,12 @@ def main(argv: list[str]) -> None:
         cfg = PipelineConfig(out=a.out, tasks=a.tasks, episodes_per_task=a.episodes_per_task, steps=a.steps,
                              train_minutes=a.minutes or None, eval_episodes=a.eval_episodes, preset=a.preset,
                              language_ablation=True)
+    machine_file = Path(a.out) / "machine.txt"  # where the evaluation ran; kept while its results are reused
     machine = machine_line()
     r = tabletop_results(cfg, decoder_ablation=not a.no_decoder_ablation)
+    if r["summary"].get("reused") and machine_file.is_file():
+        machine = machine_file.read_text().strip()
+    machine_file.write_text(machine + "\n")
     command = "python scripts/results_tabletop.py " + shlex.join(sys.argv[1:])
     section = results_section(r["summary"], r["main"], r["swap"], r["decoders"], command.strip(), machine,
                               heading=a.section)
