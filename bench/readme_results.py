@@ -96,8 +96,10 @@ class Headline:
 
 def _tabletop(b: Benchmarks, h: str) -> tuple[str, str]:
     name, ours = b.column(h, "all", 1)
-    return (f"{name}: {ours} %",
-            f"expert {b.cell(h, 'all', 'expert (anchor)')} %, random {b.cell(h, 'all', 'random (anchor)')} %")
+    header, cells = b.table(h, "", "all")
+    anchors = [(col.removesuffix(" (anchor)"), cell) for col, cell in zip(header, cells, strict=True)
+               if col.endswith(" (anchor)")]  # expert, language-blind (where measured), random
+    return f"{name}: {ours} %", ", ".join(f"{'language-blind' if a == 'blind' else a} {cell} %" for a, cell in anchors)
 
 
 def _language(b: Benchmarks, h: str) -> tuple[str, str]:
