@@ -7,8 +7,9 @@ the recipe trains on it for the same number of minutes (`--max-minutes`, the lea
 annealing over that budget unless the variant turns it off) and is measured the same way:
 the grounding probe (`vla.bench.grounding`) and closed-loop success on the same unseen
 seeds, with the expert, language-blind and random anchors. Variants: the recipe (the
-preset as it stands), the recipe with one lever turned off for each lever of `LEVERS`,
-and the previous recipe (every lever off). A lever earns its place when turning it off
+preset as it stands), the recipe with one lever turned off for each lever of `LEVERS`
+(policy settings) and `DATA_LEVERS` (how the demos are stored: such a variant trains on
+its own copy of the demo set, same seeds), and the previous recipe (every lever off). A lever earns its place when turning it off
 costs success or grounding at the same wall clock. Results are written per variant
 (`<out>/<variant>/result.json`, re-used by a re-run) and as a BENCHMARKS.md section.
 """
@@ -44,6 +45,11 @@ LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
     "anneal": ("LR annealed over the wall-clock budget", {"anneal_over_budget": False}),
     "bf16": ("bf16 autocast (on where the CPU has native bf16)", {"use_bf16": False}),
 }
+# lever -> (what it is, the collection settings that turn it off): a data lever gets its own copy of the demo set,
+# the same seeds and episodes stored another way
+DATA_LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "png": ("lossless PNG demonstration images (AV1 video when off)", {"use_videos": True}),
+}
 PREVIOUS = {k: v for _, (_, off) in LEVERS.items() for k, v in off.items()}  # every lever off
 
 
@@ -56,7 +62,7 @@ class RecipeAblationConfig:
     minutes: float = 10.0  # training budget of every variant
     eval_episodes: int = 20  # per family
     probe_scenes: int = 30  # per family
-    variants: tuple[str, ...] = ("recipe", *(f"no_{k}" for k in LEVERS), "previous")
+    variants: tuple[str, ...] = ("recipe", *(f"no_{k}" for k in (*LEVERS, *DATA_LEVERS)), "previous")
     workers: int = 2
     seed: int = 0
     progress: bool = True
@@ -75,10 +81,23 @@ def variant_overrides(name: str) -> dict[str, Any]:
     if name == "previous":
         return dict(PREVIOUS)
     lever = name.removeprefix("no_")
-    if not name.startswith("no_") or lever not in LEVERS:
+    if not name.startswith("no_") or lever not in {**LEVERS, **DATA_LEVERS}:
         raise UsageError(f"unknown variant {name!r}; choose 'recipe', 'previous' or no_<lever> with lever "
-                         f"in {list(LEVERS)}")
-    return dict(LEVERS[lever][1])
+                         f"in {[*LEVERS, *DATA_LEVERS]}")
+    return dict(LEVERS[lever][1]) if lever in LEVERS else {}
+
+
+def variant_collect(name: str) -> dict[str, Any]:
+    """Collection settings of a variant's demo set relative to the suite's defaults ({}: the shared set)."""
+    if name == "previous":
+        return {k: v for _, (_, off) in DATA_LEVERS.items() for k, v in off.items()}
+    lever = name.removeprefix("no_")
+    return dict(DATA_LEVERS[lever][1]) if name.startswith("no_") and lever in DATA_LEVERS else {}
+
+
+def demo_folder(out: Path, settings: dict[str, Any]) -> Path:
+    """Where the demo set with these collection settings lives under the ablation's folder."""
+    return out / ("demos" + "".join(f"_{k}-{str(v).lower()}" for k, v in sorted(settings.items())))
 
 
 def _override_args(overrides: dict[str, Any]) -> list[str]:
@@ -126,12 +145,14 @@ def run_ablation(cfg: RecipeAblationConfig) -> dict[str, Any]:
     """Collect once, run every variant, evaluate the anchors once; -> {variants, anchors, config}."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    demos = out / "demos"
-    collect(CollectConfig(suite="tabletop", tasks=cfg.tasks, episodes_per_task=cfg.episodes_per_task,
-                          out=str(demos), workers=cfg.workers, seed=cfg.seed, progress_bar=cfg.progress))
     results = {}
     for name in cfg.variants:
-        print(f"[recipe ablation] {name}: {variant_overrides(name) or 'the preset'}", flush=True)
+        settings = variant_collect(name)
+        demos = demo_folder(out, settings)
+        collect(CollectConfig(suite="tabletop", tasks=cfg.tasks, episodes_per_task=cfg.episodes_per_task,
+                              out=str(demos), workers=cfg.workers, seed=cfg.seed, progress_bar=cfg.progress,
+                              **settings))  # a finished set is found complete and re-used
+        print(f"[recipe ablation] {name}: {({**variant_overrides(name), **settings}) or 'the preset'}", flush=True)
         results[name] = run_variant(cfg, name, demos)
     anchors_file = out / "anchors.json"
     if anchors_file.is_file():
@@ -166,7 +187,7 @@ def ablation_section(result: dict[str, Any], command: str, machine: str, heading
     ]
     for name, r in variants.items():
         label = ("the recipe" if name == "recipe" else "previous recipe (every lever off)" if name == "previous"
-                 else f"without {LEVERS[name.removeprefix('no_')][0]}")
+                 else f"without {({**LEVERS, **DATA_LEVERS})[name.removeprefix('no_')][0]}")
         lines.append(f"| {label} | {r['steps']} | {r['probe']['overall']['score']:.2f} | "
                      + " | ".join(_ci(r["per_task"][f]) for f in families) + f" | {_ci(r['overall'])} |")
     for a, s in anchors.items():

@@ -67,7 +67,7 @@ class CollectConfig:
     perturb_std: float = 0.0  # DART: noise on the executed xyz actions only; the clean action is recorded
     seed: int = 0
     every_goal: bool = True  # tabletop: each scene once per goal (False: one goal per scene, drawn from its seed)
-    use_videos: bool = True  # False stores PNG images
+    use_videos: bool | None = None  # False stores PNG images; None: the suite's storage (SuiteSpec.storage)
     vcodec: str = "libsvtav1"
     keep_failed: bool = False
     max_attempts_factor: int = 3
@@ -81,6 +81,8 @@ class CollectConfig:
         self.height = self.height or spec.image_size[0]
         self.width = self.width or spec.image_size[1]
         self.episode_length = self.episode_length or spec.episode_length
+        if self.use_videos is None:
+            self.use_videos = spec.storage == "video"
         if self.episodes_per_task < 1:
             raise ValueError(f"episodes_per_task must be >= 1, got {self.episodes_per_task}")
         if self.workers < 0:

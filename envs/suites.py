@@ -42,8 +42,16 @@ class SuiteSpec:
     episode_length: int  # default horizon (steps)
     fps: int  # control steps per second (the dataset's fps)
     single_image_key: bool  # True: the image is LeRobot's `observation.image`; else observation.images.<camera>
+    # how demonstrations store images: 'png' (LeRobot's image dtype, lossless) or 'video' (LeRobot's AV1). Chosen
+    # by BENCHMARKS "Demonstration image storage": AV1 yuv420p shifts tabletop's colored pixels by 18/255 on
+    # average (p99 116) for 621 B/frame against PNG's exact 912 B/frame, so tabletop stores PNG
+    storage: str = "video"
     state_names: tuple[str, ...] = STATE_NAMES
     action_names: tuple[str, ...] = ACTION_NAMES
+
+    def __post_init__(self) -> None:
+        if self.storage not in ("png", "video"):
+            raise ValueError(f"suite {self.name!r}: storage must be 'png' or 'video', got {self.storage!r}")
 
     @property
     def camera(self) -> str:
@@ -87,7 +95,7 @@ SUITES: dict[str, SuiteSpec] = {
         name="tabletop", gym_id="vla/Tabletop-v0", env="vla.envs.tabletop:TabletopEnv",
         expert="vla.envs.experts:TabletopExpert", tasks="vla.envs.tabletop:task_ids",
         instructions="vla.envs.tabletop:instructions", cameras=("front", "top"), image_size=(96, 96),
-        episode_length=100, fps=20, single_image_key=False),
+        episode_length=100, fps=20, single_image_key=False, storage="png"),
 }
 
 

@@ -1,6 +1,7 @@
 """The training-recipe levers each do what they claim (docs/training.md, "Recipe")."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -273,3 +274,19 @@ def test_a_saved_policy_reloads_without_stats_whether_or_not_a_dim_was_constant(
         again = LLaDAVLAPolicy.from_pretrained(tmp_path / str(stats_max))
         assert again.config.constant_action_dims == dims
         assert again.model.cfg.action_len == policy.model.cfg.action_len == 3 * (4 - len(dims))
+
+
+def test_tabletop_demos_are_stored_lossless_and_the_png_lever_collects_an_av1_copy_on_the_same_seeds():
+    from vla.bench.recipe import RecipeAblationConfig, demo_folder, variant_collect, variant_overrides
+    from vla.envs.collection import CollectConfig
+
+    assert CollectConfig(suite="tabletop", tasks="all", episodes_per_task=1, out="x").use_videos is False
+    assert CollectConfig(suite="metaworld", tasks="MT10", episodes_per_task=1, out="x").use_videos is True
+    assert CollectConfig(suite="tabletop", tasks="all", episodes_per_task=1, out="x", use_videos=True).use_videos
+    assert "no_png" in RecipeAblationConfig().variants
+    assert variant_overrides("no_png") == {}  # the policy is the recipe's; only the data differs
+    assert variant_collect("no_png") == variant_collect("previous") == {"use_videos": True}
+    assert variant_collect("recipe") == variant_collect("no_film") == {}
+    out = Path("ablation")
+    assert demo_folder(out, {}) == out / "demos"  # the shared set, as before the data levers
+    assert demo_folder(out, variant_collect("no_png")) not in (out / "demos", demo_folder(out, {"use_videos": False}))
