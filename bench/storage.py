@@ -23,12 +23,13 @@ from PIL import Image
 
 from vla.envs import make_env
 from vla.envs.experts import make_expert
+from vla.envs.recorder import STORAGES
 
 SPREAD = 80  # max - min over RGB above this: a colored pixel
-STORAGES = {
-    "av1": ("LeRobot's default video: AV1 (libsvtav1) yuv420p, crf 30", {}),
-    "h264_444": ("h264 yuv444p, crf 0", {"vcodec": "h264", "pix_fmt": "yuv444p", "crf": 0}),
-    "png": ("PNG images (LeRobot `use_videos=False`)", None),
+LABELS = {  # the storages of vla.envs.recorder.STORAGES, as the table names them
+    "av1": "LeRobot's default video: AV1 (libsvtav1) yuv420p, crf 30",
+    "h264_444": "h264 yuv444p, crf 0",
+    "png": "PNG images (LeRobot `use_videos=False`)",
 }
 SUITES = {"tabletop": {"task": "all", "height": 96, "width": 96},
           "metaworld": {"task": "reach-v3,push-v3,pick-place-v3", "height": 128, "width": 128}}
@@ -66,7 +67,7 @@ def stored_frames(frames: np.ndarray, storage: str, fps: int = 10) -> tuple[np.n
         tmp = Path(tmp)
         for i, frame in enumerate(frames):
             Image.fromarray(frame).save(tmp / f"frame-{i:06d}.png")
-        options = STORAGES[storage][1]
+        options = STORAGES[storage]
         if options is None:
             return frames.copy(), sum(p.stat().st_size for p in tmp.glob("*.png"))
         video = tmp / "episode.mp4"
@@ -88,7 +89,7 @@ def measure(episodes: int = 4, steps: int = 25) -> dict:
     for suite in SUITES:
         frames = expert_frames(suite, episodes, steps)
         rows = {}
-        for storage in STORAGES:
+        for storage in LABELS:
             stored, size = stored_frames(frames, storage)
             rows[storage] = {"bytes_per_frame": size / len(frames), **fidelity(frames, stored)}
         out[suite] = {"frames": len(frames), "size": f"{frames.shape[2]}x{frames.shape[1]}", "rows": rows}
@@ -105,7 +106,7 @@ def render_section(heading: str, results: dict, command: str, machine: str, date
              "|---|---|---|---|---|---|---|---|"]
     for suite, r in results.items():
         for storage, row in r["rows"].items():
-            lines.append(f"| {suite} | {r['frames']} at {r['size']} | {STORAGES[storage][0]} | "
+            lines.append(f"| {suite} | {r['frames']} at {r['size']} | {LABELS[storage]} | "
                          f"{row['bytes_per_frame']:.0f} | {row['colored_mae']:.1f} | {row['colored_p99']:.0f} | "
                          f"{row['colored_max']} | {row['all_mae']:.1f} |")
     return "\n".join(lines) + "\n"

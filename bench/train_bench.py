@@ -5,7 +5,7 @@ that variant's own. The loop is lerobot-train's: DataLoader (shuffled, batch B, 
 -> preprocessor -> forward -> backward -> clip -> AdamW step, timed end to end after a
 warm-up, so samples/s includes data loading, video decoding and preprocessing.
 
-    python -m vla.bench.train_bench --dataset DIR --preset configs/tabletop_tiny_cpu.json --bf16 --cache
+    python -m vla.bench.train_bench --dataset DIR --preset configs/tabletop_tiny_cpu.json --bf16 --cache [--previous]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
 from lerobot.policies.factory import make_policy, make_pre_post_processors
 
+from vla.bench.recipe import PREVIOUS
 from vla.policies import LLaDAVLAConfig
 from vla.policies.frame_cache import cache_decoded_frames
 
@@ -88,8 +89,12 @@ def main() -> None:
     p.add_argument("--cache", action="store_true")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--previous", action="store_true",
+                   help="the previous recipe: every lever of vla.bench.recipe turned off (default: the preset's)")
     a = p.parse_args()
-    print(json.dumps(measure(a.dataset, a.preset, a.bf16, a.cache, a.steps, a.batch_size)))
+    overrides = {k: v for k, v in PREVIOUS.items() if k != "use_bf16"} if a.previous else None
+    row = measure(a.dataset, a.preset, a.bf16, a.cache, a.steps, a.batch_size, overrides=overrides)
+    print(json.dumps({**row, "recipe": "previous" if a.previous else "recipe"}))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from vla.envs import make_env
 from vla.envs.experts import make_expert
-from vla.envs.recorder import DemoWriter, dataset_features
+from vla.envs.recorder import DemoWriter, dataset_features, storage_options
 from vla.envs.rollout import Episode, run_episode
 from vla.envs.suites import get_suite
 from vla.envs.tabletop import all_goals
@@ -46,7 +46,7 @@ from vla.policies.stats import recompute_quantiles
 
 log = logging.getLogger(__name__)
 
-_FORMAT_KEYS = ("suite", "camera", "height", "width", "fps", "use_videos", "every_goal")
+_FORMAT_KEYS = ("suite", "camera", "height", "width", "fps", "storage", "every_goal")
 
 
 @dataclass
@@ -67,8 +67,7 @@ class CollectConfig:
     perturb_std: float = 0.0  # DART: noise on the executed xyz actions only; the clean action is recorded
     seed: int = 0
     every_goal: bool = True  # tabletop: each scene once per goal (False: one goal per scene, drawn from its seed)
-    use_videos: bool | None = None  # False stores PNG images; None: the suite's storage (SuiteSpec.storage)
-    vcodec: str = "libsvtav1"
+    storage: str | None = None  # how images are stored (vla.envs.recorder.STORAGES); None: the suite's
     keep_failed: bool = False
     max_attempts_factor: int = 3
     commit_every: int = 20  # episodes per dataset transaction; a kill loses at most these (they are re-run)
@@ -81,8 +80,8 @@ class CollectConfig:
         self.height = self.height or spec.image_size[0]
         self.width = self.width or spec.image_size[1]
         self.episode_length = self.episode_length or spec.episode_length
-        if self.use_videos is None:
-            self.use_videos = spec.storage == "video"
+        self.storage = self.storage or spec.storage
+        storage_options(self.storage)  # unknown names fail here
         if self.episodes_per_task < 1:
             raise ValueError(f"episodes_per_task must be >= 1, got {self.episodes_per_task}")
         if self.workers < 0:
@@ -91,6 +90,10 @@ class CollectConfig:
             raise ValueError(f"noise_std={self.noise_std} and perturb_std={self.perturb_std} must be >= 0")
         if self.commit_every < 1:
             raise ValueError(f"commit_every must be >= 1, got {self.commit_every}")
+
+    @property
+    def use_videos(self) -> bool:
+        return storage_options(self.storage) is not None
 
 
 def task_list(suite: str, spec: str) -> list[tuple[int, str]]:
@@ -155,7 +158,7 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
     image_key = get_suite(cfg.suite).image_key(cfg.camera)
     features = dataset_features(cfg.suite, cfg.camera, cfg.height, cfg.width, cfg.use_videos)
     settings = {k: v for k, v in asdict(cfg).items() if k != "progress_bar"}
-    writer = DemoWriter(cfg.out, cfg.repo_id, cfg.fps, features, image_key, cfg.vcodec, settings)
+    writer = DemoWriter(cfg.out, cfg.repo_id, cfg.fps, features, image_key, cfg.storage, settings)
     _check_format(writer.progress["settings"], settings, cfg.out)
 
     target = {name: episodes_target(cfg, name) for _, name in tasks}
@@ -233,6 +236,8 @@ def _make_pool(workers: int):
 
 
 def _check_format(existing: dict[str, Any], requested: dict[str, Any], out: str) -> None:
+    if "use_videos" in existing and "storage" not in existing:  # recorded before storage had a name
+        existing = {**existing, "storage": "av1" if existing["use_videos"] else "png"}
     mismatched = {
         k: (existing.get(k), requested[k]) for k in _FORMAT_KEYS if k in existing and existing.get(k) != requested[k]
     }

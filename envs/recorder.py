@@ -32,9 +32,13 @@ Files we add under `meta/` (LeRobot ignores them):
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +56,47 @@ _JOURNAL = ".vla_publish"
 _REWRITTEN = ("meta/info.json", "meta/stats.json", "meta/tasks.parquet")  # copied, not linked
 # Replaced at publish, in this order; info.json is the commit point, progress comes last.
 _PUBLISH_ORDER = ("meta/tasks.parquet", "meta/stats.json", PARAPHRASE_FILE, INFO_FILE, PROGRESS_FILE)
+
+
+# How a dataset stores its camera images: None is LeRobot's image dtype (PNG, lossless); otherwise video encoded
+# with these options of LeRobot's `encode_video_frames`. Each suite's choice and why: `SuiteSpec.storage`; the
+# measurement behind it: BENCHMARKS.md "Demonstration image storage" (`python scripts/bench_storage.py`).
+STORAGES: dict[str, dict[str, Any] | None] = {
+    "png": None,
+    "av1": {"vcodec": "libsvtav1"},  # LeRobot's default video: yuv420p, crf 30
+    "h264_444": {"vcodec": "h264", "pix_fmt": "yuv444p", "crf": 0},  # no chroma subsampling, no quantization
+}
+
+
+def storage_options(storage: str) -> dict[str, Any] | None:
+    """Encoder options of a storage name (None: PNG images); raises listing the valid names."""
+    if storage not in STORAGES:
+        raise ValueError(f"unknown storage {storage!r}; choose from {sorted(STORAGES)}")
+    return STORAGES[storage]
+
+
+@contextlib.contextmanager
+def video_encoder(options: dict[str, Any] | None) -> Iterator[None]:
+    """LeRobot passes only `vcodec` on to `encode_video_frames` when it saves an episode; within this
+    context it also passes the other options (pixel format, crf). Checks the call it relies on first."""
+    from lerobot.datasets import lerobot_dataset
+
+    extra = {k: v for k, v in (options or {}).items() if k != "vcodec"}
+    if not extra:
+        yield
+        return
+    original = lerobot_dataset.encode_video_frames
+    params = inspect.signature(original).parameters
+    if "encode_video_frames(" not in inspect.getsource(lerobot_dataset._encode_video_worker) or any(
+            k not in params for k in extra):
+        raise RuntimeError("lerobot.datasets.lerobot_dataset no longer encodes episodes through "
+                           f"encode_video_frames({', '.join(extra)}=...); vla.envs.recorder.video_encoder is "
+                           "written for lerobot 0.4.4 (install it, or store png / av1)")
+    lerobot_dataset.encode_video_frames = functools.partial(original, **extra)
+    try:
+        yield
+    finally:
+        lerobot_dataset.encode_video_frames = original
 
 
 def dataset_features(suite: str, camera: str, height: int, width: int, use_videos: bool = True) -> dict[str, dict]:
@@ -139,7 +184,7 @@ class DemoWriter:
         fps: frames per second of the episodes.
         features: LeRobot features, see `dataset_features`.
         image_key: the image feature fed from `Episode.images` (its only camera).
-        vcodec: video codec for LeRobot's encoder ('libsvtav1' as LeRobot, or 'h264').
+        storage: how images are stored, a name of `STORAGES` (must agree with the image feature's dtype).
         settings: anything to record in the progress file (e.g. the collection arguments).
     """
 
@@ -150,7 +195,7 @@ class DemoWriter:
         fps: int,
         features: dict[str, dict],
         image_key: str,
-        vcodec: str = "libsvtav1",
+        storage: str = "av1",
         settings: dict[str, Any] | None = None,
     ) -> None:
         self.root = Path(root)
@@ -159,7 +204,11 @@ class DemoWriter:
         self.features = features
         self.image_key = image_key
         self.use_videos = features[image_key]["dtype"] == "video"
-        self.vcodec = vcodec
+        self.video_options = storage_options(storage)
+        if (self.video_options is not None) != self.use_videos:
+            raise ValueError(f"storage {storage!r} does not match the image feature's dtype "
+                             f"{features[image_key]['dtype']!r}")
+        self.vcodec = (self.video_options or STORAGES["av1"])["vcodec"]
         if self.root.is_dir() and not (self.root / PROGRESS_FILE).is_file():
             foreign = [p.name for p in self.root.iterdir() if not p.name.startswith(".vla_")]
             if foreign:
@@ -233,7 +282,8 @@ class DemoWriter:
                         "task": ep.instruction,
                     }
                 )
-            dataset.save_episode()
+            with video_encoder(self.video_options):
+                dataset.save_episode()
         dataset.finalize()
         total = dataset.meta.total_episodes
 

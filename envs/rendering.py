@@ -102,16 +102,17 @@ class CameraRenderer:
             image = image[::-1, ::-1]
         return np.ascontiguousarray(image)
 
-    def segmentation(self, data: mujoco.MjData) -> np.ndarray:
-        """Geom ids per pixel, (H, W) int32 (-1 for background), in the same orientation
-        as `render`. Used by tests to measure how large objects appear."""
+    def segmentation(self, data: mujoco.MjData, objtype: mujoco.mjtObj = mujoco.mjtObj.mjOBJ_GEOM) -> np.ndarray:
+        """Ids of the `objtype` objects (geoms by default; sites with mjOBJ_SITE) seen at each pixel,
+        (H, W) int32 (-1 elsewhere), in the same orientation as `render`. Used by tests and
+        `vla.bench.cameras` to measure how large objects appear."""
         self._renderer.enable_segmentation_rendering()
         try:
             self._renderer.update_scene(data, camera=self.camera)
             seg = self._renderer.render()
         finally:
             self._renderer.disable_segmentation_rendering()
-        ids = np.where(seg[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM), seg[..., 0], -1)
+        ids = np.where(seg[..., 1] == int(objtype), seg[..., 0], -1)
         if self.flip:
             ids = ids[::-1, ::-1]
         return np.ascontiguousarray(ids.astype(np.int32))

@@ -42,16 +42,13 @@ class SuiteSpec:
     episode_length: int  # default horizon (steps)
     fps: int  # control steps per second (the dataset's fps)
     single_image_key: bool  # True: the image is LeRobot's `observation.image`; else observation.images.<camera>
-    # how demonstrations store images: 'png' (LeRobot's image dtype, lossless) or 'video' (LeRobot's AV1). Chosen
-    # by BENCHMARKS "Demonstration image storage": AV1 yuv420p shifts tabletop's colored pixels by 18/255 on
-    # average (p99 116) for 621 B/frame against PNG's exact 912 B/frame, so tabletop stores PNG
-    storage: str = "video"
+    # how demonstrations store images, a name of vla.envs.recorder.STORAGES. Chosen by BENCHMARKS "Demonstration
+    # image storage": LeRobot's AV1 yuv420p shifts colored pixels (goal dots, blocks) by 18/255 on average on
+    # tabletop (p99 116) and 11 on Meta-World (max 255: the goal dot is lost). Tabletop stores PNG (exact, 1.5x
+    # AV1's bytes at 96 px); Meta-World h264 yuv444p crf 0 (max error 2, 4x AV1's bytes; PNG would be 11x)
+    storage: str = "av1"
     state_names: tuple[str, ...] = STATE_NAMES
     action_names: tuple[str, ...] = ACTION_NAMES
-
-    def __post_init__(self) -> None:
-        if self.storage not in ("png", "video"):
-            raise ValueError(f"suite {self.name!r}: storage must be 'png' or 'video', got {self.storage!r}")
 
     @property
     def camera(self) -> str:
@@ -90,7 +87,7 @@ SUITES: dict[str, SuiteSpec] = {
         # corner4 is LeRobot's moved corner2 pose (its Meta-World protocol)
         cameras=("corner4", "corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV"),
         image_size=(128, 128), episode_length=500, fps=80,  # Meta-World's rate: frame_skip 5 x 0.0025 s
-        single_image_key=True),
+        single_image_key=True, storage="h264_444"),
     "tabletop": SuiteSpec(
         name="tabletop", gym_id="vla/Tabletop-v0", env="vla.envs.tabletop:TabletopEnv",
         expert="vla.envs.experts:TabletopExpert", tasks="vla.envs.tabletop:task_ids",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import vla.envs  # noqa: F401  (sets MUJOCO_GL=egl unless set: the one place, before anything loads mujoco)
 from vla import cli
+from vla.envs.recorder import STORAGES
 
 os.environ.setdefault("SVT_LOG", "1")  # the AV1 encoder: errors only
 
@@ -51,11 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--one-goal-per-scene", action="store_true",
                    help="tabletop: record each scene with its seed's own goal only (default: once per goal)")
-    storage = p.add_mutually_exclusive_group()
-    storage.add_argument("--png", action="store_true", help="store PNG images (lossless; tabletop's default)")
-    storage.add_argument("--video", action="store_true",
-                         help="store video (LeRobot's AV1: smaller, lossy; Meta-World's default)")
-    p.add_argument("--vcodec", default="libsvtav1", help="video codec (LeRobot's default)")
+    p.add_argument("--storage", choices=sorted(STORAGES), default=None,
+                   help="how images are stored: png (lossless), h264_444 (h264 yuv444p crf 0, near-lossless), av1 "
+                   "(LeRobot's default video, lossy); default: the suite's (tabletop png, metaworld h264_444)")
+    p.add_argument("--png", action="store_const", const="png", dest="storage", help="same as --storage png")
     p.add_argument("--keep-failed", action="store_true", help="also write failed episodes")
     p.add_argument("--commit-every", type=int, default=20,
                    help="episodes per dataset transaction (a kill loses at most these; they are re-run)")
@@ -78,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             repo_id=args.repo_id, workers=default_workers() if args.workers is None else args.workers,
             camera=args.camera, height=args.height, width=args.width, episode_length=args.episode_length,
             noise_std=args.noise_std, perturb_std=args.perturb_std, seed=args.seed,
-            every_goal=not args.one_goal_per_scene, vcodec=args.vcodec,
-            use_videos=True if args.video else False if args.png else None,  # None: the suite's storage
+            every_goal=not args.one_goal_per_scene, storage=args.storage,
             keep_failed=args.keep_failed, commit_every=args.commit_every, progress_bar=not args.no_progress,
         )
     progress = collect(cfg)

