@@ -37,6 +37,7 @@ class ProbeConfig:
     height: int = 96
     width: int = 96
     camera: str = "front"
+    privileged_target: bool = False  # the named target in the state, as a diagnostic policy was trained
 
 
 def _heading(xy: np.ndarray) -> np.ndarray:
@@ -50,7 +51,8 @@ def probe_grounding(policy: EvalPolicy, cfg: ProbeConfig) -> dict[str, Any]:
     per_task: dict[str, dict[str, float]] = {}
     hits_all, chance_all = [], []
     for family in parse_families(cfg.tasks):
-        env = TabletopEnv(task=family, camera=cfg.camera, height=cfg.height, width=cfg.width)
+        env = TabletopEnv(task=family, camera=cfg.camera, height=cfg.height, width=cfg.width,
+                          privileged_target=cfg.privileged_target)
         goals = all_goals(family)
         hits = []
         for i in range(cfg.n_scenes):

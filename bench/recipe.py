@@ -10,7 +10,9 @@ seeds, with the expert, language-blind and random anchors. Variants: the recipe 
 preset as it stands), the recipe with one lever turned off for each lever of `LEVERS`
 (policy settings) and `DATA_LEVERS` (how the demos are stored: such a variant trains on
 its own copy of the demo set, same seeds), the previous recipe (every lever off), and
-with_<candidate> for each change of `CANDIDATES` not (yet) in the recipe. A lever earns its place when turning it off
+with_<candidate> for each change of `CANDIDATES` not (yet) in the recipe and each row of
+`DIAGNOSTICS` (labels only our recorder writes, e.g. the named target in the state: they
+tell perception from control and are never a default). A lever earns its place when turning it off
 costs success or grounding at the same wall clock. Results are written per variant
 (`<out>/<variant>/result.json`, re-used by a re-run) and as a BENCHMARKS.md section.
 """
@@ -84,6 +86,14 @@ class RecipeAblationConfig:
         check_config(self, "tabletop", "minutes", "episodes_per_task", "eval_episodes")
 
 
+# diagnostic -> (what it is, its collection settings): a row that uses a label only our recorder writes, to tell
+# apart what limits the recipe (e.g. seeing the named object vs controlling the arm); never a default
+DIAGNOSTICS: dict[str, tuple[str, dict[str, Any]]] = {
+    "privileged_target": ("the named target's position in the state (privileged: a diagnostic, no real robot has it)",
+                          {"privileged_target": True}),
+}
+
+
 def variant_overrides(name: str) -> dict[str, Any]:
     """Policy overrides of a variant relative to the preset."""
     if name == "recipe":
@@ -92,10 +102,12 @@ def variant_overrides(name: str) -> dict[str, Any]:
         return dict(PREVIOUS)
     if name.startswith("with_") and name.removeprefix("with_") in CANDIDATES:
         return dict(CANDIDATES[name.removeprefix("with_")][1])
+    if name.startswith("with_") and name.removeprefix("with_") in DIAGNOSTICS:
+        return {}  # the recipe's policy on the diagnostic's data
     lever = name.removeprefix("no_")
     if not name.startswith("no_") or lever not in {**LEVERS, **DATA_LEVERS}:
         raise UsageError(f"unknown variant {name!r}; choose 'recipe', 'previous', no_<lever> with lever "
-                         f"in {[*LEVERS, *DATA_LEVERS]} or with_<candidate> in {list(CANDIDATES)}")
+                         f"in {[*LEVERS, *DATA_LEVERS]} or with_<candidate> in {[*CANDIDATES, *DIAGNOSTICS]}")
     return dict(LEVERS[lever][1]) if lever in LEVERS else {}
 
 
@@ -103,6 +115,8 @@ def variant_collect(name: str) -> dict[str, Any]:
     """Collection settings of a variant's demo set relative to the suite's defaults ({}: the shared set)."""
     if name == "previous":
         return {k: v for _, (_, off) in DATA_LEVERS.items() for k, v in off.items()}
+    if name.startswith("with_") and name.removeprefix("with_") in DIAGNOSTICS:
+        return dict(DIAGNOSTICS[name.removeprefix("with_")][1])
     lever = name.removeprefix("no_")
     return dict(DATA_LEVERS[lever][1]) if name.startswith("no_") and lever in DATA_LEVERS else {}
 
@@ -145,9 +159,11 @@ def run_variant(cfg: RecipeAblationConfig, name: str, demos: Path) -> dict[str, 
     state = json.loads((last.parent / "training_state" / "training_step.json").read_text())
     policy = load_policy(checkpoint)
     t = time.time()
-    probe = probe_grounding(policy, ProbeConfig(tasks=cfg.tasks, n_scenes=cfg.probe_scenes))
+    privileged = bool(variant_collect(name).get("privileged_target"))
+    probe = probe_grounding(policy, ProbeConfig(tasks=cfg.tasks, n_scenes=cfg.probe_scenes,
+                                                privileged_target=privileged))
     info = evaluate(EvalConfig(suite="tabletop", tasks=cfg.tasks, n_episodes=cfg.eval_episodes, n_envs=cfg.workers,
-                               out_dir=str(out / "eval"), progress=cfg.progress), policy)
+                               out_dir=str(out / "eval"), progress=cfg.progress, privileged_target=privileged), policy)
     result = {"variant": name, "overrides": overrides, "steps": state["step"],
               "train_seconds": float(policy.policy.train_seconds), "eval_s": time.time() - t,
               "probe": {"overall": probe["overall"], "per_task": probe["per_task"]},
@@ -207,7 +223,7 @@ def ablation_section(result: dict[str, Any], command: str, machine: str, heading
     ]
     for name, r in variants.items():
         label = ("the recipe" if name == "recipe" else "previous recipe (every lever off)" if name == "previous"
-                 else f"with {CANDIDATES[name.removeprefix('with_')][0]}" if name.startswith("with_")
+                 else f"with {({**CANDIDATES, **DIAGNOSTICS})[name.removeprefix('with_')][0]}" if name.startswith("with_")
                  else f"without {({**LEVERS, **DATA_LEVERS})[name.removeprefix('no_')][0]}")
         lines.append(f"| {label} | {r['steps']} | {r['probe']['overall']['score']:.2f} | "
                      + " | ".join(_ci(r["per_task"][f]) for f in families) + f" | {_ci(r['overall'])} |")

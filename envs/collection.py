@@ -46,7 +46,7 @@ from vla.policies.stats import recompute_quantiles
 
 log = logging.getLogger(__name__)
 
-_FORMAT_KEYS = ("suite", "camera", "height", "width", "fps", "storage", "every_goal")
+_FORMAT_KEYS = ("suite", "camera", "height", "width", "fps", "storage", "every_goal", "privileged_target")
 
 
 @dataclass
@@ -68,6 +68,7 @@ class CollectConfig:
     seed: int = 0
     every_goal: bool = True  # tabletop: each scene once per goal (False: one goal per scene, drawn from its seed)
     storage: str | None = None  # how images are stored (vla.envs.recorder.STORAGES); None: the suite's
+    privileged_target: bool = False  # tabletop: the named target in the state (diagnostic; TabletopEnv)
     keep_failed: bool = False
     max_attempts_factor: int = 3
     commit_every: int = 20  # episodes per dataset transaction; a kill loses at most these (they are re-run)
@@ -82,6 +83,8 @@ class CollectConfig:
         self.episode_length = self.episode_length or spec.episode_length
         self.storage = self.storage or spec.storage
         storage_options(self.storage)  # unknown names fail here
+        if self.privileged_target and not spec.privileged_names:
+            raise ValueError(f"privileged_target: suite {self.suite!r} has no such option (tabletop has)")
         if self.episodes_per_task < 1:
             raise ValueError(f"episodes_per_task must be >= 1, got {self.episodes_per_task}")
         if self.workers < 0:
@@ -125,6 +128,7 @@ def make_suite_env(cfg: CollectConfig, task_name: str):
         height=cfg.height,
         width=cfg.width,
         episode_length=cfg.episode_length,
+        **({"privileged_target": True} if cfg.privileged_target else {}),
     )
 
 
@@ -156,7 +160,7 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
     """Collect demonstrations per `cfg` into `cfg.out`; returns the progress record."""
     tasks = task_list(cfg.suite, cfg.tasks)
     image_key = get_suite(cfg.suite).image_key(cfg.camera)
-    features = dataset_features(cfg.suite, cfg.camera, cfg.height, cfg.width, cfg.use_videos)
+    features = dataset_features(cfg.suite, cfg.camera, cfg.height, cfg.width, cfg.use_videos, cfg.privileged_target)
     settings = {k: v for k, v in asdict(cfg).items() if k != "progress_bar"}
     writer = DemoWriter(cfg.out, cfg.repo_id, cfg.fps, features, image_key, cfg.storage, settings)
     _check_format(writer.progress["settings"], settings, cfg.out)

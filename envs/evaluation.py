@@ -85,6 +85,7 @@ class EvalConfig:
     temporal_ensemble: float | None = None  # ACT coefficient m; None = plain chunk execution
     swap_instructions: bool = False  # tabletop language ablation
     instructions: dict[str, list[str]] | None = None  # Meta-World task -> phrasings given instead of the trained one
+    privileged_target: bool = False  # tabletop: the named target in the state, as the diagnostic policy was trained
     max_videos: int = 0  # episodes saved as mp4 (spread over tasks)
     video_size: int | None = 256  # videos rendered at this square size (None: the policy's input frames)
     out_dir: str | None = None  # None: return the results without writing files
@@ -98,6 +99,8 @@ class EvalConfig:
         self.width, self.episode_length = self.width or spec.image_size[1], self.episode_length or spec.episode_length
         if self.n_episodes < 1 or self.n_envs < 1:
             raise ValueError(f"need n_episodes >= 1 and n_envs >= 1, got {self.n_episodes} and {self.n_envs}")
+        if self.privileged_target and not spec.privileged_names:
+            raise ValueError(f"privileged_target: suite {self.suite!r} has no such option (tabletop has)")
         if self.swap_instructions and self.suite != "tabletop":
             raise ValueError("swap_instructions is a tabletop ablation (Meta-World tasks have one goal per scene)")
         if self.temporal_ensemble is not None and self.temporal_ensemble < 0:
@@ -403,7 +406,8 @@ def _video_frame(obs: dict[str, Any], info: dict[str, Any], slot: int, video_siz
 def make_vector_env(cfg: EvalConfig, tasks: list[TaskSpec], policy: EvalPolicy, render: bool) -> gym.vector.VectorEnv:
     """`cfg.n_envs` EvalEnv slots; worker processes (spawn) unless `async_envs` is False."""
     env_kwargs = {"obs_type": "pixels_agent_pos" if render else "state", "camera": cfg.camera, "height": cfg.height,
-                  "width": cfg.width, "episode_length": cfg.episode_length}
+                  "width": cfg.width, "episode_length": cfg.episode_length,
+                  **({"privileged_target": True} if cfg.privileged_target else {})}
     fn = partial(EvalEnv, cfg.suite, [t.name for t in tasks], env_kwargs, policy.scripted, cfg.swap_instructions,
                  cfg.video_size, cfg.instructions)
     use_async = cfg.n_envs > 1 if cfg.async_envs is None else cfg.async_envs

@@ -99,17 +99,22 @@ def video_encoder(options: dict[str, Any] | None) -> Iterator[None]:
         lerobot_dataset.encode_video_frames = original
 
 
-def dataset_features(suite: str, camera: str, height: int, width: int, use_videos: bool = True) -> dict[str, dict]:
+def dataset_features(suite: str, camera: str, height: int, width: int, use_videos: bool = True,
+                     privileged_target: bool = False) -> dict[str, dict]:
     """LeRobot feature spec of a demo dataset (image, observation.state, action); the image key
-    is the suite's (`SuiteSpec.image_key`: Meta-World uses LeRobot's single-camera `observation.image`)."""
+    is the suite's (`SuiteSpec.image_key`: Meta-World uses LeRobot's single-camera `observation.image`);
+    `privileged_target` adds the suite's `privileged_names` to the state."""
     spec = get_suite(suite)
+    if privileged_target and not spec.privileged_names:
+        raise ValueError(f"suite {suite!r} has no privileged_target option (tabletop has)")
+    state_names = list(spec.state_names) + (list(spec.privileged_names) if privileged_target else [])
     return {
         spec.image_key(camera): {
             "dtype": "video" if use_videos else "image",
             "shape": (height, width, 3),
             "names": ["height", "width", "channels"],
         },
-        "observation.state": {"dtype": "float32", "shape": (spec.state_dim,), "names": list(spec.state_names)},
+        "observation.state": {"dtype": "float32", "shape": (len(state_names),), "names": state_names},
         "action": {"dtype": "float32", "shape": (spec.action_dim,), "names": list(spec.action_names)},
     }
 

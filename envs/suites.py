@@ -49,6 +49,9 @@ class SuiteSpec:
     storage: str = "av1"
     state_names: tuple[str, ...] = STATE_NAMES
     action_names: tuple[str, ...] = ACTION_NAMES
+    # what the env's `privileged_target=True` appends to the state (a label no real robot has: the recipe
+    # ablation's diagnostic only); () where the suite has no such option
+    privileged_names: tuple[str, ...] = ()
 
     @property
     def camera(self) -> str:
@@ -92,7 +95,8 @@ SUITES: dict[str, SuiteSpec] = {
         name="tabletop", gym_id="vla/Tabletop-v0", env="vla.envs.tabletop:TabletopEnv",
         expert="vla.envs.experts:TabletopExpert", tasks="vla.envs.tabletop:task_ids",
         instructions="vla.envs.tabletop:instructions", cameras=("front", "top"), image_size=(96, 96),
-        episode_length=100, fps=20, single_image_key=False, storage="png"),
+        episode_length=100, fps=20, single_image_key=False, storage="png",
+        privileged_names=("target_block_x", "target_block_y", "target_block_z", "target_zone_x", "target_zone_y")),
 }
 
 

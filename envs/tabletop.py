@@ -55,6 +55,7 @@ from vla.envs.rendering import CameraRenderer, camera_names, check_env_args, ren
 from vla.envs.suites import SUITES
 
 SUITE = SUITES["tabletop"]  # cameras, default sizes, horizon and control rate
+PRIVILEGED_NAMES = SUITE.privileged_names  # what `privileged_target=True` appends to the state
 
 SUITE_FAMILIES = ("push", "touch", "reach", "reach_slots")  # what task='all' runs
 FAMILIES = (*SUITE_FAMILIES, "reach_fixed")  # every family; task ids are positions here
@@ -179,6 +180,9 @@ class TabletopEnv(gym.Env):
         height, width: image size (default 96x96).
         episode_length: truncation horizon (default 100).
         terminate_on_success: end the episode at the first successful step.
+        privileged_target: append the named target to `agent_pos` (`PRIVILEGED_NAMES`: the named
+            block's xyz, the named zone's xy, zeros where the goal names none). A label no real
+            robot has: for the recipe ablation's diagnostic row only, never a default.
 
     `reset(options={'family': ..., 'block': ..., 'zone': ...})` forces a goal; the scene
     layout depends on the seed only, so one seed with different goals gives one scene.
@@ -196,8 +200,10 @@ class TabletopEnv(gym.Env):
         episode_length: int = SUITE.episode_length,
         terminate_on_success: bool = True,
         render_mode: str | None = "rgb_array",
+        privileged_target: bool = False,
     ) -> None:
         super().__init__()
+        self.privileged_target = bool(privileged_target)
         self.families = parse_families(task)
         self.task = task
         check_env_args("tabletop", obs_type, camera, SUITE.cameras, render_mode, episode_length)
@@ -225,7 +231,8 @@ class TabletopEnv(gym.Env):
         assert set(SUITE.cameras) <= set(camera_names(self.model))
 
         self.action_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
-        agent_pos = spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float32)
+        state_dim = SUITE.state_dim + (len(PRIVILEGED_NAMES) if self.privileged_target else 0)
+        agent_pos = spaces.Box(-np.inf, np.inf, shape=(state_dim,), dtype=np.float32)
         if obs_type == "pixels_agent_pos":
             image = spaces.Box(0, 255, shape=(self.height, self.width, 3), dtype=np.uint8)
             self.observation_space = spaces.Dict({"pixels": spaces.Dict({camera: image}), "agent_pos": agent_pos})
@@ -443,8 +450,16 @@ class TabletopEnv(gym.Env):
         tcp, zone = self.tcp_pos, self.zone_pos(goal.zone)  # REACH_FAMILIES
         return bool(np.linalg.norm(tcp[:2] - zone[:2]) < REACH_SUCCESS_RADIUS and tcp[2] < REACH_SUCCESS_HEIGHT)
 
+    def target_state(self) -> np.ndarray:
+        """The named target (`PRIVILEGED_NAMES`): block xyz, zone xy, zeros where the goal names none."""
+        block = self.block_pos(self.goal.block) if self.goal.block else np.zeros(3)
+        zone = self.zone_pos(self.goal.zone)[:2] if self.goal.zone else np.zeros(2)
+        return np.concatenate([block, zone])
+
     def _observation(self) -> dict[str, Any]:
         agent_pos = np.append(self.tcp_pos, self.gripper_opening).astype(np.float32)
+        if self.privileged_target:
+            agent_pos = np.concatenate([agent_pos, self.target_state()]).astype(np.float32)
         if self.obs_type == "state":
             blocks = np.concatenate([self.block_pos(c) for c in BLOCK_COLORS])
             zones = np.concatenate([self.zone_pos(c)[:2] for c in ZONE_COLORS])

@@ -306,5 +306,22 @@ def test_a_candidate_variant_turns_its_change_on_and_replaces_nested_preset_valu
     assert {k: v for k, v in candidate.items() if k not in CANDIDATES["pretrained_cnn"][1]} == {
         k: v for k, v in recipe.items() if k not in CANDIDATES["pretrained_cnn"][1]}
     assert variant_preset(cfg, "no_ema")["policy"]["ema_decay"] is None
-    with pytest.raises(Exception, match="with_<candidate> in \\['pretrained_cnn'\\]"):
+    with pytest.raises(Exception, match="with_<candidate> in \\['pretrained_cnn', 'privileged_target'\\]"):
         variant_overrides("with_magic")
+
+
+def test_the_privileged_diagnostic_collects_the_target_into_the_state_and_keeps_the_recipe():
+    from vla.bench.recipe import DIAGNOSTICS, variant_collect, variant_overrides
+    from vla.envs.collection import CollectConfig
+    from vla.envs.evaluation import EvalConfig
+    from vla.envs.recorder import dataset_features
+
+    assert variant_overrides("with_privileged_target") == {}
+    assert variant_collect("with_privileged_target") == DIAGNOSTICS["privileged_target"][1] == {"privileged_target": True}
+    state = dataset_features("tabletop", "front", 96, 96, False, privileged_target=True)["observation.state"]
+    assert state["shape"] == (9,) and state["names"][4:] == ["target_block_x", "target_block_y", "target_block_z",
+                                                             "target_zone_x", "target_zone_y"]
+    with pytest.raises(ValueError, match="suite 'metaworld' has no such option"):
+        CollectConfig(suite="metaworld", tasks="MT10", episodes_per_task=1, out="x", privileged_target=True)
+    with pytest.raises(ValueError, match="suite 'metaworld' has no such option"):
+        EvalConfig(suite="metaworld", tasks="MT10", privileged_target=True)

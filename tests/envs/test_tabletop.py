@@ -54,6 +54,27 @@ def test_observation_layout_and_state():
     env.close()
 
 
+def test_the_privileged_state_appends_the_named_target_and_nothing_else_changes():
+    plain = TabletopEnv(task="all", obs_type="state")
+    env = TabletopEnv(task="all", obs_type="state", privileged_target=True)
+    try:
+        assert env.observation_space["agent_pos"].shape == (9,)
+        for options in ({"family": "push", "block": BLOCK_COLORS[0], "zone": ZONE_COLORS[1]}, {"family": "touch", "block": BLOCK_COLORS[2]},
+                        {"family": "reach", "zone": ZONE_COLORS[0]}):
+            obs, _ = env.reset(seed=5, options=options)
+            base, _ = plain.reset(seed=5, options=options)
+            np.testing.assert_array_equal(obs["agent_pos"][:4], base["agent_pos"])
+            block, zone = obs["agent_pos"][4:7], obs["agent_pos"][7:]
+            expected_block = env.block_pos(options["block"]) if "block" in options else np.zeros(3)
+            expected_zone = env.zone_pos(options["zone"])[:2] if "zone" in options else np.zeros(2)
+            np.testing.assert_allclose(block, expected_block, atol=1e-6)
+            np.testing.assert_allclose(zone, expected_zone, atol=1e-6)
+            assert env.observation_space["agent_pos"].contains(obs["agent_pos"])
+    finally:
+        env.close()
+        plain.close()
+
+
 def test_seeded_resets_are_reproducible_and_seeds_differ():
     env = TabletopEnv(task="all")
     a, _ = env.reset(seed=7)
