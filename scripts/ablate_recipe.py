@@ -2,9 +2,10 @@
 
     python scripts/ablate_recipe.py [--minutes 10] [--variants recipe,no_film,previous] [--out outputs/results/recipe]
 
-Every variant (the recipe, the recipe without one lever, the previous recipe) trains for the
-same wall-clock budget on one demo set, then is probed and evaluated on the same unseen
-seeds. Re-running with the same --out re-uses finished variants. See vla/bench/recipe.py. Bad input fails with one line and exit code 2 before any work (`--debug`: the
+Every variant (the recipe, the recipe without one lever `no_<lever>`, the previous recipe, and
+opt-in rows `with_pretrained_cnn` (a candidate change) and `with_privileged_target` (a
+diagnostic: the named target in the state)) trains for the same wall-clock budget on one demo
+set, then is probed and evaluated on the same unseen seeds. Re-running with the same --out re-uses finished variants. See vla/bench/recipe.py. Bad input fails with one line and exit code 2 before any work (`--debug`: the
 traceback; docs/errors.md).
 """
 
