@@ -45,16 +45,27 @@ def _heading(xy: np.ndarray) -> np.ndarray:
     return xy / norm if norm > 1e-9 else np.zeros_like(xy)
 
 
+def _spread(headings: np.ndarray) -> float:
+    """Mean distance of a scene's headings (G, 2) from their mean: how much the move changes with the goal."""
+    return float(np.linalg.norm(headings - headings.mean(0), axis=1).mean())
+
+
 def probe_grounding(policy: EvalPolicy, cfg: ProbeConfig) -> dict[str, Any]:
-    """-> {'per_task': {family: {'score', 'chance', 'n'}}, 'overall': {...}, 'settings'}."""
+    """-> {'per_task': {family: {'score', 'chance', 'n', 'instruction_effect'}}, 'overall': {...}, 'settings'}.
+
+    score: how often the first chunk heads for the named target (of the scene's goals, the one whose
+    expert heading is closest). instruction_effect: how much the first chunk's heading changes from one
+    instruction to another on the same frame, relative to how much the expert's does (0: the policy
+    ignores the instruction; 1: it moves as much as the expert, if not necessarily the right way): a
+    policy that has begun to read the instruction shows it here before its score leaves chance."""
     expert = TabletopExpert()
     per_task: dict[str, dict[str, float]] = {}
-    hits_all, chance_all = [], []
+    hits_all, chance_all, spread_all = [], [], [0.0, 0.0]
     for family in parse_families(cfg.tasks):
         env = TabletopEnv(task=family, camera=cfg.camera, height=cfg.height, width=cfg.width,
                           privileged_target=cfg.privileged_target)
         goals = all_goals(family)
-        hits = []
+        hits, spread = [], [0.0, 0.0]  # heading spread over a scene's goals: the policy's, the expert's
         for i in range(cfg.n_scenes):
             seed = cfg.seed_base + i
             rows, expert_dirs = [], []
@@ -80,23 +91,28 @@ def probe_grounding(policy: EvalPolicy, cfg: ProbeConfig) -> dict[str, Any]:
             chunks = np.asarray(policy.act(batch, slots), dtype=np.float64)  # (G, H, D)
             steps = max(1, int(policy.n_action_steps))
             dirs = np.stack(expert_dirs)  # (G, 2)
-            for g, chunk in enumerate(chunks):
-                heading = _heading(chunk[:steps, :2].sum(0))
-                hits.append(int(np.argmax(dirs @ heading)) == g)
+            headings = np.stack([_heading(chunk[:steps, :2].sum(0)) for chunk in chunks])  # (G, 2)
+            hits += [int(np.argmax(dirs @ h)) == g for g, h in enumerate(headings)]
+            spread[0] += _spread(headings)
+            spread[1] += _spread(dirs)
         env.close()
-        per_task[family] = {"score": float(np.mean(hits)), "chance": 1.0 / len(goals), "n": len(hits)}
+        per_task[family] = {"score": float(np.mean(hits)), "chance": 1.0 / len(goals), "n": len(hits),
+                            "instruction_effect": spread[0] / max(spread[1], 1e-9)}
         hits_all += hits
         chance_all += [1.0 / len(goals)] * len(hits)
-    overall = {"score": float(np.mean(hits_all)), "chance": float(np.mean(chance_all)), "n": len(hits_all)}
+        spread_all = [a + b for a, b in zip(spread_all, spread, strict=True)]
+    overall = {"score": float(np.mean(hits_all)), "chance": float(np.mean(chance_all)), "n": len(hits_all),
+               "instruction_effect": spread_all[0] / max(spread_all[1], 1e-9)}
     return {"per_task": per_task, "overall": overall, "policy": policy.describe(),
             "settings": {**cfg.__dict__}}
 
 
 def probe_table(result: dict[str, Any]) -> str:
     """Markdown table of a probe result."""
-    lines = ["| family | heads for the named target | chance | asked |", "|---|---|---|---|"]
+    lines = ["| family | heads for the named target | chance | instruction effect (expert 1) | asked |",
+             "|---|---|---|---|---|"]
     for family, r in result["per_task"].items():
-        lines.append(f"| {family} | {r['score']:.2f} | {r['chance']:.2f} | {r['n']} |")
+        lines.append(f"| {family} | {r['score']:.2f} | {r['chance']:.2f} | {r['instruction_effect']:.2f} | {r['n']} |")
     o = result["overall"]
-    lines.append(f"| **all** | **{o['score']:.2f}** | {o['chance']:.2f} | {o['n']} |")
+    lines.append(f"| **all** | **{o['score']:.2f}** | {o['chance']:.2f} | {o['instruction_effect']:.2f} | {o['n']} |")
     return "\n".join(lines)

@@ -32,6 +32,7 @@ def test_a_policy_that_ignores_the_instruction_scores_exactly_chance(direction):
     result = probe_grounding(SameMoveForEveryInstruction(direction), ProbeConfig(n_scenes=4, height=48, width=48))
     for family, r in result["per_task"].items():
         assert r["score"] == pytest.approx(r["chance"]), family
+        assert r["instruction_effect"] == pytest.approx(0.0, abs=1e-9), family  # the same move whatever it is asked
     assert result["per_task"]["push"]["chance"] == pytest.approx(1 / 9)
     assert result["per_task"]["touch"]["chance"] == pytest.approx(1 / 3)
     assert "| **all** |" in probe_table(result)
@@ -41,5 +42,6 @@ def test_the_expert_heads_for_the_named_target_and_the_blind_anchor_does_not():
     cfg = ProbeConfig(n_scenes=10, height=48, width=48)
     expert = probe_grounding(load_policy("expert"), cfg)
     assert expert["overall"]["score"] >= 0.95, expert["per_task"]
+    assert expert["overall"]["instruction_effect"] == pytest.approx(1.0)  # the reference itself
     blind = probe_grounding(load_policy("blind"), cfg)
     assert blind["overall"]["score"] <= 0.5, blind["per_task"]
