@@ -230,6 +230,14 @@ def ablation_section(result: dict[str, Any], command: str, machine: str, heading
     for a, s in anchors.items():
         lines.append(f"| {a} (anchor) | - | - | " + " | ".join(_ci(s["per_task"][f]) for f in families)
                      + f" | {_ci(s['overall'])} |")
+    if "recipe" in variants:
+        low, high = variants["recipe"]["overall"]["success_ci95"]
+        apart = [n for n, r in variants.items() if n != "recipe"
+                 and (r["overall"]["success_ci95"][0] > high or r["overall"]["success_ci95"][1] < low)]
+        blind_high = anchors.get("blind", {}).get("overall", {}).get("success_ci95", [0, 100])[1]
+        above_blind = [n for n, r in variants.items() if r["overall"]["success_ci95"][0] > blind_high]
+        lines += ["", f"Rows whose overall interval does not overlap the recipe's: {', '.join(apart) or 'none'}. "
+                  f"Rows above the language-blind anchor's interval: {', '.join(above_blind) or 'none'}."]
     return "\n".join(lines) + "\n"
 
 
