@@ -6,9 +6,13 @@ file (`vla.bench.readme_results`), so the README's headline numbers cannot drift
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from vla.bench.readme_results import refresh_readme
 
@@ -42,3 +46,19 @@ def machine_line() -> str:
                 break
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return f"{cpu}, {os.cpu_count()} cores, load average {load:.2f} at the start"
+
+
+def measured_section(heading: str, raw_path: str | Path, command: str | None, measure: Callable[[], Any],
+                     render: Callable[[str, Any, str, str, str], str], benchmarks: str | Path) -> str:
+    """Measure (`command` given) and keep the raw figures in `raw_path`, or re-render them (`command` None);
+    then rewrite `heading`'s section of `benchmarks` with `render(heading, results, command, machine, date)`."""
+    raw_path = Path(raw_path)
+    if command is None:
+        raw = json.loads(raw_path.read_text())
+    else:
+        raw = {"command": command, "machine": machine_line(), "date": time.strftime("%Y-%m-%d"), "results": measure()}
+        raw_path.parent.mkdir(parents=True, exist_ok=True)
+        raw_path.write_text(json.dumps(raw, indent=2))
+    section = render(heading, raw["results"], raw["command"].strip(), raw["machine"], raw["date"])
+    write_section(benchmarks, heading, section)
+    return section

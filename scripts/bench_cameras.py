@@ -10,9 +10,7 @@ of the frame the task occupies (see vla/bench/cameras.py). Raw figures: outputs/
 """
 
 import argparse
-import json
 import shlex
-import time
 from pathlib import Path
 
 import vla.envs  # noqa: F401  (sets MUJOCO_GL=egl unless set: the one place, before anything loads mujoco)
@@ -32,11 +30,9 @@ def main(argv: list[str]) -> None:
     p.add_argument("--render-only", action="store_true", help=f"re-render from {RAW}, measure nothing")
     a = p.parse_args(argv)
     from vla.bench import cameras
-    from vla.bench.report import machine_line, write_section
+    from vla.bench.report import measured_section
 
-    if a.render_only:
-        raw = json.loads(RAW.read_text())
-    else:
+    if not a.render_only:
         with cli.user_errors(ValueError):
             sizes = tuple(int(v) for v in a.sizes.split(","))
             steps = tuple(int(v) for v in a.steps.split(","))
@@ -45,14 +41,10 @@ def main(argv: list[str]) -> None:
             from vla.envs.suites import get_suite
 
             get_suite("metaworld").task_ids(a.tasks)
-        raw = {"command": "python scripts/bench_cameras.py " + shlex.join(argv), "machine": machine_line(),
-               "date": time.strftime("%Y-%m-%d"),
-               "results": cameras.measure(a.tasks, sizes=sizes, seeds=a.seeds, steps=steps)}
-        RAW.parent.mkdir(parents=True, exist_ok=True)
-        RAW.write_text(json.dumps(raw, indent=2))
-    section = cameras.render_section(SECTION, raw["results"], raw["command"].strip(), raw["machine"], raw["date"])
-    write_section(a.benchmarks, SECTION, section)
-    print(section)
+    command = None if a.render_only else "python scripts/bench_cameras.py " + shlex.join(argv)
+    print(measured_section(SECTION, RAW, command, lambda: cameras.measure(a.tasks, sizes=sizes, seeds=a.seeds,
+                                                                          steps=steps),
+                           cameras.render_section, a.benchmarks))
 
 
 if __name__ == "__main__":

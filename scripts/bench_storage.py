@@ -10,10 +10,8 @@ feeds the policy (see vla/bench/storage.py). Raw figures: outputs/bench/storage.
 """
 
 import argparse
-import json
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import vla.envs  # noqa: F401  (sets MUJOCO_GL=egl unless set: the one place, before anything loads mujoco)
@@ -30,18 +28,11 @@ def main(argv: list[str]) -> None:
     p.add_argument("--render-only", action="store_true", help=f"re-render from {RAW}, measure nothing")
     a = p.parse_args(argv)
     from vla.bench import storage
-    from vla.bench.report import machine_line, write_section
+    from vla.bench.report import measured_section
 
-    if a.render_only:
-        raw = json.loads(RAW.read_text())
-    else:
-        raw = {"command": "python scripts/bench_storage.py " + shlex.join(argv), "machine": machine_line(),
-               "date": time.strftime("%Y-%m-%d"), "results": storage.measure(a.episodes, a.steps)}
-        RAW.parent.mkdir(parents=True, exist_ok=True)
-        RAW.write_text(json.dumps(raw, indent=2))
-    section = storage.render_section(SECTION, raw["results"], raw["command"].strip(), raw["machine"], raw["date"])
-    write_section(a.benchmarks, SECTION, section)
-    print(section)
+    command = None if a.render_only else "python scripts/bench_storage.py " + shlex.join(argv)
+    print(measured_section(SECTION, RAW, command, lambda: storage.measure(a.episodes, a.steps),
+                           storage.render_section, a.benchmarks))
 
 
 if __name__ == "__main__":
