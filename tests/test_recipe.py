@@ -306,7 +306,7 @@ def test_a_candidate_variant_turns_its_change_on_and_replaces_nested_preset_valu
     assert {k: v for k, v in candidate.items() if k not in CANDIDATES["pretrained_cnn"][1]} == {
         k: v for k, v in recipe.items() if k not in CANDIDATES["pretrained_cnn"][1]}
     assert variant_preset(cfg, "no_ema")["policy"]["ema_decay"] is None
-    with pytest.raises(Exception, match="with_<candidate> in \\['pretrained_cnn', 'privileged_target'\\]"):
+    with pytest.raises(Exception, match="with_<candidate> in \\['pretrained_cnn', 'pretrained_lang_keypoints', 'privileged_target'\\]"):
         variant_overrides("with_magic")
 
 
